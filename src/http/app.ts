@@ -1,0 +1,80 @@
+/**
+ * The HTTP API as a fastify instance (not listening: server.ts does that). Routes live in
+ * routes/<resource>.ts; every error leaves through one handler in the contract's shape.
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { limits } from '../core/limits.js';
+import type { HeraldNode } from '../runtime/herald-node.js';
+import { NodeUnavailableError } from '../runtime/herald-node.js';
+import type { PullService } from '../delivery/pull-waiters.js';
+import { HeraldError, type ErrorCode } from './errors.js';
+import { topicRoutes } from './routes/topics.js';
+import { subscriptionRoutes } from './routes/subscriptions.js';
+import { queueRoutes } from './routes/queues.js';
+import { operationsRoutes } from './routes/operations.js';
+
+export interface AppDeps {
+  node: HeraldNode;
+  pull: PullService;
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.requestBodyBytesMax,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    // Slow or idle clients must not hold sockets for ever.
+    connectionTimeout: 0,
+    keepAliveTimeout: 65_000,
+    requestTimeout: 120_000,
+    return503OnClosing: true,
+  });
+
+  // A POST or PUT without a body is an empty object: routes whose fields are all optional take it,
+  // the rest answer with the schema's message about what is missing.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined || request.body === null) {
+      if (request.method === 'POST' || request.method === 'PUT' || request.method === 'PATCH') request.body = {};
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError | HeraldError | Error, request, reply) => {
+    const { status, code, message, retryAfterSeconds } = toContractError(error);
+    if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
+    if (status >= 500) request.log.error(error);
+    reply.status(status).send({ error: { code, message } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ error: { code: 'NotFound', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
+  });
+
+  app.register(topicRoutes, deps);
+  app.register(subscriptionRoutes, deps);
+  app.register(queueRoutes, deps);
+  app.register(operationsRoutes, deps);
+  return app;
+}
+
+function toContractError(error: FastifyError | HeraldError | Error): {
+  status: number;
+  code: ErrorCode;
+  message: string;
+  retryAfterSeconds?: number;
+} {
+  if (error instanceof HeraldError) {
+    return { status: error.status, code: error.code, message: error.message, ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}) };
+  }
+  if (error instanceof NodeUnavailableError) {
+    return { status: 503, code: 'Unavailable', message: error.message, retryAfterSeconds: 1 };
+  }
+  const fe = error as FastifyError;
+  if (fe.validation) return { status: 400, code: 'InvalidRequest', message: fe.message };
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return { status: 413, code: 'PayloadTooLarge', message: `request body over ${limits.requestBodyBytesMax} bytes` };
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    if (fe.statusCode === 404) return { status: 404, code: 'NotFound', message: fe.message };
+    return { status: 400, code: 'InvalidRequest', message: fe.message };
+  }
+  return { status: 500, code: 'InternalError', message: 'internal error' };
+}

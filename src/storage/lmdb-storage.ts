@@ -1,0 +1,200 @@
+/**
+ * Herald's one LMDB environment: the raft log and hard state, the broker snapshot, and the topics'
+ * messages. One write transaction per driver step carries new log entries, the message writes of the
+ * commands applied since the last step and, now and then, a broker snapshot; it is fsynced before its
+ * promise resolves (`overlappingSync: false`), so a resolved step is on disk.
+ *
+ * Message writes are applied to the in-memory state first and reach LMDB in the next step; until then
+ * reads are served from `pendingPuts`. Deletes (retention, dropped topics) are held back until a step
+ * that also writes a snapshot covering them: a restart replays the log from the snapshot over the
+ * message store, and replaying must find every message the snapshot's state still refers to. Puts need
+ * no such care: replaying a command writes the same message at the same seq again.
+ */
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { Packr } from 'msgpackr';
+import { assert } from '../core/assert.js';
+import type { BrokerSnapshot } from '../core/broker/machine.js';
+import type { MessageStore, StoredMessage } from '../core/broker/types.js';
+import type { Entry, GroupId, HardState } from '../core/raft/types.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** Keys deleted per step when a dropped topic's messages are cleared, so a step stays short. */
+const dropKeysPerStepMax = 20_000;
+
+export interface StepWrite {
+  entries: Entry[];
+  hardState: HardState | null;
+  /** A broker snapshot at `index`; log entries at or below `compactTo` may then go. */
+  snapshot?: { index: number; state: BrokerSnapshot; compactTo: number };
+}
+
+export interface LoadedState {
+  hardState: HardState | null;
+  snapshot: { index: number; state: BrokerSnapshot } | null;
+  lastIndex: number;
+}
+
+type DeferredDelete = { type: 'range'; topicId: number; from: number; to: number } | { type: 'drop'; topicId: number };
+
+export class LmdbStorage implements MessageStore {
+  private readonly root: RootDatabase;
+  private readonly log: Database<Buffer, [number, number]>;
+  private readonly meta: Database<unknown, [number, string]>;
+  private readonly messages: Database<StoredForm, [number, number]>;
+  private pendingPuts = new Map<number, Map<number, StoredMessage>>();
+  private putQueue: [number, StoredMessage][] = [];
+  private deferredDeletes: DeferredDelete[] = [];
+  /** Dropped topics whose keys are still being cleared, a bounded number per step. */
+  private dropping: number[] = [];
+
+  constructor(
+    path: string,
+    private readonly group: GroupId = 0,
+    options: { mapSizeBytes?: number } = {},
+  ) {
+    this.root = open({
+      path,
+      maxDbs: 8,
+      overlappingSync: false,
+      ...(options.mapSizeBytes ? { mapSize: options.mapSizeBytes } : {}),
+    });
+    this.log = this.root.openDB({ name: 'raft-log', encoding: 'binary' });
+    this.meta = this.root.openDB({ name: 'meta', encoding: 'msgpack' });
+    this.messages = this.root.openDB({ name: 'messages', encoding: 'msgpack' });
+  }
+
+  // ---- MessageStore (used by the broker state machine, synchronously) ----
+
+  put(topicId: number, message: StoredMessage): void {
+    let topic = this.pendingPuts.get(topicId);
+    if (!topic) this.pendingPuts.set(topicId, (topic = new Map()));
+    topic.set(message.seq, message);
+    this.putQueue.push([topicId, message]);
+  }
+
+  get(topicId: number, seq: number): StoredMessage | undefined {
+    const pending = this.pendingPuts.get(topicId)?.get(seq);
+    if (pending) return pending;
+    const stored = this.messages.get([topicId, seq]);
+    return stored ? ({ ...stored, seq } as StoredMessage) : undefined;
+  }
+
+  deleteRange(topicId: number, fromSeq: number, toSeqExclusive: number): void {
+    this.deferredDeletes.push({ type: 'range', topicId, from: fromSeq, to: toSeqExclusive });
+  }
+
+  dropTopic(topicId: number): void {
+    this.deferredDeletes.push({ type: 'drop', topicId });
+  }
+
+  // ---- the driver's side ----
+
+  load(): LoadedState {
+    const hardState = (this.meta.get([this.group, 'hard-state']) as HardState | undefined) ?? null;
+    const snapMeta = this.meta.get([this.group, 'snapshot']) as { index: number; state: Buffer } | undefined;
+    const snapshot = snapMeta ? { index: snapMeta.index, state: packr.unpack(snapMeta.state) as BrokerSnapshot } : null;
+    let lastIndex = snapshot?.index ?? 0;
+    for (const key of this.log.getKeys({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
+      lastIndex = Math.max(lastIndex, key[1]);
+    }
+    return { hardState, snapshot, lastIndex };
+  }
+
+  /** Log entries with index > `afterIndex`, in order. */
+  *entriesAfter(afterIndex: number): Generator<Entry> {
+    for (const { key, value } of this.log.getRange({ start: [this.group, afterIndex + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
+      yield decodeEntry(key[1], value);
+    }
+  }
+
+  /** Whether a step has anything to write besides what the caller brings. */
+  hasPendingWrites(): boolean {
+    return this.putQueue.length > 0 || this.dropping.length > 0;
+  }
+
+  /** One durable write transaction. Resolves when it is on disk. */
+  async step(write: StepWrite): Promise<void> {
+    const puts = this.putQueue;
+    this.putQueue = [];
+    const deletes = write.snapshot ? this.deferredDeletes : [];
+    if (write.snapshot) this.deferredDeletes = [];
+    await this.root.transaction(() => {
+      for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
+      if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
+      for (const [topicId, m] of puts) this.messages.putSync([topicId, m.seq], storedForm(m));
+      if (write.snapshot) {
+        const { index, state, compactTo } = write.snapshot;
+        this.meta.putSync([this.group, 'snapshot'], { index, state: packr.pack(state) });
+        for (const d of deletes) {
+          if (d.type === 'range') {
+            for (let seq = d.from; seq < d.to; seq++) this.messages.removeSync([d.topicId, seq]);
+          } else {
+            this.dropping.push(d.topicId);
+          }
+        }
+        for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
+          this.log.removeSync(key);
+        }
+      }
+      this.clearDropping();
+    });
+    // Now durable: reads may go to LMDB. Keep an entry only if a later write replaced it.
+    for (const [topicId, m] of puts) {
+      const topic = this.pendingPuts.get(topicId);
+      if (topic?.get(m.seq) === m) {
+        topic.delete(m.seq);
+        if (topic.size === 0) this.pendingPuts.delete(topicId);
+      }
+    }
+  }
+
+  private clearDropping(): void {
+    let budget = dropKeysPerStepMax;
+    while (this.dropping.length > 0 && budget > 0) {
+      const topicId = this.dropping[0]!;
+      let cleared = true;
+      for (const key of this.messages.getKeys({ start: [topicId, 0], end: [topicId, Number.MAX_SAFE_INTEGER] })) {
+        if (budget-- <= 0) {
+          cleared = false;
+          break;
+        }
+        this.messages.removeSync(key);
+      }
+      if (cleared) this.dropping.shift();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
+
+/** A message as LMDB stores it: the seq is already in the key. */
+type StoredForm = Omit<StoredMessage, 'seq'>;
+
+function storedForm(m: StoredMessage): StoredForm {
+  const { seq: _seq, ...rest } = m;
+  return rest;
+}
+
+// Log entry layout: [term: float64][data]. Binary, so the raft transport can ship it as is.
+function encodeEntry(e: Entry): Buffer {
+  const out = Buffer.allocUnsafe(8 + e.data.length);
+  out.writeDoubleBE(e.term, 0);
+  out.set(e.data, 8);
+  return out;
+}
+
+function decodeEntry(index: number, value: Buffer): Entry {
+  assert(value.length >= 8, `log entry ${index} is truncated`);
+  return { index, term: value.readDoubleBE(0), data: value.subarray(8) };
+}
+
+export function encodeCommand(value: unknown): Buffer {
+  return packr.pack(value);
+}
+
+export function decodeCommand<T>(data: Uint8Array): T {
+  return packr.unpack(data) as T;
+}
