@@ -87,7 +87,8 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
 
 /** Whether the client of a long poll has gone away: then nothing should be leased for it. */
 function isGone(req: FastifyRequest): boolean {
-  return req.raw.destroyed || req.raw.socket.destroyed;
+  // Not `req.raw.destroyed`: a request stream is destroyed once its body has been read.
+  return req.raw.socket?.destroyed ?? true;
 }
 
 export async function subscriptionRoutes(app: FastifyInstance, { node, pull }: AppDeps): Promise<void> {
