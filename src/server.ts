@@ -15,7 +15,10 @@ export interface RunningServer {
 
 export async function startServer(config: NodeConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
-  const node = new HeraldNode({ dataDir: config.dataDir });
+  const node = new HeraldNode({
+    dataDir: config.dataDir,
+    ...(config.snapshotEntries !== undefined ? { snapshotEntriesInterval: config.snapshotEntries } : {}),
+  });
   const pull = new PullService(node);
   const app = buildApp({ node, pull });
   await app.listen({ host: config.host, port: config.port });

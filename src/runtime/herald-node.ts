@@ -30,6 +30,8 @@ export interface HeraldNodeOptions {
   clock?: () => number;
   /** Retention and housekeeping check period. */
   housekeepingIntervalMs?: number;
+  /** Entries between broker snapshots (default limits.snapshotEntriesInterval). */
+  snapshotEntriesInterval?: number;
 }
 
 export class HeraldNode {
@@ -50,9 +52,11 @@ export class HeraldNode {
   private housekeeping: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
   private failure: Error | null = null;
+  private readonly snapshotEntriesInterval: number;
 
   constructor(options: HeraldNodeOptions) {
     this.clock = options.clock ?? Date.now;
+    this.snapshotEntriesInterval = options.snapshotEntriesInterval ?? limits.snapshotEntriesInterval;
     this.storage = new LmdbStorage(options.dataDir);
     this.machine = new BrokerMachine(this.storage);
     const loaded = this.storage.load();
@@ -120,7 +124,7 @@ export class HeraldNode {
       const ready = this.raft.ready();
       for (const entry of ready.committed) this.applyEntry(entry);
       const snapshotDue =
-        this.appliedIndex - this.snapshotIndex >= limits.snapshotEntriesInterval ||
+        this.appliedIndex - this.snapshotIndex >= this.snapshotEntriesInterval ||
         this.logBytesSinceSnapshot >= limits.snapshotLogBytesInterval;
       let snapshot;
       if (snapshotDue) {
