@@ -5,7 +5,7 @@
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { limits } from '../core/limits.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
-import { NodeUnavailableError } from '../runtime/herald-node.js';
+import { NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
 import type { PullService } from '../delivery/pull-waiters.js';
 import { HeraldError, type ErrorCode } from './errors.js';
 import { topicRoutes } from './routes/topics.js';
@@ -63,6 +63,9 @@ function toContractError(error: FastifyError | HeraldError | Error): {
 } {
   if (error instanceof HeraldError) {
     return { status: error.status, code: error.code, message: error.message, ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}) };
+  }
+  if (error instanceof NotLeaderError) {
+    return { status: 503, code: 'NoLeader', message: error.message, retryAfterSeconds: 1 };
   }
   if (error instanceof NodeUnavailableError) {
     return { status: 503, code: 'Unavailable', message: error.message, retryAfterSeconds: 1 };

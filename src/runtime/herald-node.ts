@@ -1,16 +1,18 @@
 /**
- * The driver of one node: the single loop that takes proposals to the Raft core, persists what the
- * core hands out (one LMDB transaction and one fsync per step, shared by every proposal that arrived
- * meanwhile: group commit), applies committed entries to the broker state machine, answers the
- * proposers and passes the machine's effects on. Time enters here and only here (`clock`), stamped
- * into each command.
+ * The driver of one node: the single loop around the Raft core. It feeds the core ticks, messages and
+ * proposals, and for each Ready: applies the committed entries to the broker state machine (answering
+ * their proposers), persists new entries, hard state and the machine's pending writes in one LMDB
+ * transaction with one fsync (every proposal that arrived meanwhile shares it: group commit), only
+ * then sends the core's messages, and advances the core. Time enters here and only here: the tick
+ * timer, and `clock`, stamped into each command.
  */
 import { assert } from '../core/assert.js';
 import { limits } from '../core/limits.js';
 import { BrokerMachine, type Effect, type Reply } from '../core/broker/machine.js';
 import type { Command, StampedCommand } from '../core/broker/commands.js';
-import { SoloRaft } from '../core/raft/solo.js';
-import type { Entry } from '../core/raft/types.js';
+import { RaftCore, decodeConfChange } from '../core/raft/raft-core.js';
+import type { Message } from '../core/raft/messages.js';
+import { EntryType, type ConfState, type Entry, type NodeId, type Ready } from '../core/raft/types.js';
 import { decodeCommand, encodeCommand, LmdbStorage } from '../storage/lmdb-storage.js';
 
 export class NodeUnavailableError extends Error {
@@ -20,14 +22,31 @@ export class NodeUnavailableError extends Error {
   }
 }
 
+/** This node does not lead: the caller should go to `leaderHint` (0 when no leader is known). */
+export class NotLeaderError extends Error {
+  constructor(readonly leaderHint: NodeId) {
+    super(leaderHint ? `node ${leaderHint} leads` : 'no leader');
+    this.name = 'NotLeaderError';
+  }
+}
+
 interface Waiter {
+  term: number;
   resolve: (reply: Reply) => void;
   reject: (error: Error) => void;
 }
 
 export interface HeraldNodeOptions {
   dataDir: string;
+  nodeId?: NodeId;
+  /** The membership when the data dir is new (default: this node alone). */
+  initialConf?: ConfState;
   clock?: () => number;
+  random?: () => number;
+  /** Sends Raft messages to peers (none for a single node). */
+  send?: (messages: Message[]) => void;
+  tickMs?: number;
+  electionTicks?: number;
   /** Retention and housekeeping check period. */
   housekeepingIntervalMs?: number;
   /** Entries between broker snapshots (default limits.snapshotEntriesInterval). */
@@ -36,9 +55,11 @@ export interface HeraldNodeOptions {
 
 export class HeraldNode {
   readonly machine: BrokerMachine;
+  readonly id: NodeId;
   private readonly storage: LmdbStorage;
-  private readonly raft: SoloRaft;
+  private readonly raft: RaftCore;
   private readonly clock: () => number;
+  private readonly send: (messages: Message[]) => void;
   /** Proposers waiting for their entry to be applied, by log index. */
   private readonly waiters = new Map<number, Waiter>();
   /** Commands proposed here, kept decoded so applying them does not decode them again. */
@@ -49,27 +70,49 @@ export class HeraldNode {
   private appliedIndex = 0;
   private snapshotIndex = 0;
   private logBytesSinceSnapshot = 0;
-  private housekeeping: NodeJS.Timeout | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
   private idleWaiters: (() => void)[] = [];
   private failure: Error | null = null;
   private readonly snapshotEntriesInterval: number;
 
   constructor(options: HeraldNodeOptions) {
+    this.id = options.nodeId ?? 1;
     this.clock = options.clock ?? Date.now;
+    this.send = options.send ?? (() => {});
     this.snapshotEntriesInterval = options.snapshotEntriesInterval ?? limits.snapshotEntriesInterval;
     this.storage = new LmdbStorage(options.dataDir);
     this.machine = new BrokerMachine(this.storage);
-    const loaded = this.storage.load();
+    const loaded = this.storage.load(options.initialConf ?? { voters: [this.id], learners: [] });
     if (loaded.snapshot) {
       this.machine.restore(loaded.snapshot.state);
-      this.appliedIndex = this.snapshotIndex = loaded.snapshot.index;
+      this.appliedIndex = this.snapshotIndex = loaded.snapshot.meta.index;
     }
-    // Every entry in a solo node's log was committed when it was persisted: replay them all.
-    for (const entry of this.storage.entriesAfter(this.appliedIndex)) this.applyEntry(entry);
-    assert(this.appliedIndex === loaded.lastIndex, `replay stopped at ${this.appliedIndex}, log ends at ${loaded.lastIndex}`);
-    this.raft = new SoloRaft({ lastIndex: loaded.lastIndex, hardState: loaded.hardState });
-    this.housekeeping = setInterval(() => this.housekeep(), options.housekeepingIntervalMs ?? 1000);
-    this.housekeeping.unref();
+    this.raft = new RaftCore({
+      id: this.id,
+      group: 0,
+      storage: this.storage,
+      hardState: loaded.hardState,
+      conf: this.storage.snapshot().conf,
+      applied: this.appliedIndex,
+      electionTicks: options.electionTicks ?? 10,
+      heartbeatTicks: 1,
+      random: options.random ?? Math.random,
+      inflightMax: 256,
+      appendBytesMax: 4 * 1024 * 1024,
+      applyBytesMax: 64 * 1024 * 1024,
+    });
+    // A node that is the only voter need not wait out an election timeout.
+    const conf = this.raft.conf();
+    if (conf.voters.length === 1 && conf.voters[0] === this.id) this.raft.campaign(false);
+    const tick = setInterval(() => {
+      this.raft.tick();
+      this.kick();
+    }, options.tickMs ?? 100);
+    const housekeeping = setInterval(() => this.housekeep(), options.housekeepingIntervalMs ?? 1000);
+    for (const t of [tick, housekeeping]) {
+      t.unref();
+      this.timers.push(t);
+    }
     this.kick();
   }
 
@@ -78,11 +121,19 @@ export class HeraldNode {
   }
 
   get commitIndex(): number {
-    return this.raft.commit;
+    return this.raft.log.committed;
   }
 
   get term(): number {
-    return this.raft.currentTerm;
+    return this.raft.term;
+  }
+
+  get leaderId(): NodeId {
+    return this.raft.leader;
+  }
+
+  get isLeader(): boolean {
+    return this.raft.role === 'leader';
   }
 
   now(): number {
@@ -102,16 +153,23 @@ export class HeraldNode {
     }
     const stamped: StampedCommand = { nowMs: this.clock(), command };
     const data = encodeCommand(stamped);
-    const index = this.raft.propose(data);
-    this.proposed.set(index, stamped);
+    const r = this.raft.propose(data);
+    if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint));
+    this.proposed.set(r.index, stamped);
     this.logBytesSinceSnapshot += data.length;
-    const promise = new Promise<Reply>((resolve, reject) => this.waiters.set(index, { resolve, reject }));
+    const promise = new Promise<Reply>((resolve, reject) => this.waiters.set(r.index, { term: r.term, resolve, reject }));
     this.kick();
     return promise;
   }
 
+  /** A message from a peer. */
+  receive(message: Message): void {
+    this.raft.step(message);
+    this.kick();
+  }
+
   private kick(): void {
-    if (this.stepping || this.failure) return;
+    if (this.stepping || this.failure || !this.raft.hasReady()) return;
     this.stepping = true;
     // setImmediate lets the proposals of this I/O turn join the same step.
     setImmediate(() => {
@@ -120,41 +178,74 @@ export class HeraldNode {
   }
 
   private async run(): Promise<void> {
-    while (this.raft.hasReady() || this.storage.hasPendingWrites()) {
+    while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites())) {
       const ready = this.raft.ready();
       for (const entry of ready.committed) this.applyEntry(entry);
-      const snapshotDue =
-        this.appliedIndex - this.snapshotIndex >= this.snapshotEntriesInterval ||
-        this.logBytesSinceSnapshot >= limits.snapshotLogBytesInterval;
-      let snapshot;
-      if (snapshotDue) {
-        snapshot = { index: this.appliedIndex, state: this.machine.snapshot(), compactTo: this.appliedIndex };
-        this.snapshotIndex = this.appliedIndex;
-        this.logBytesSinceSnapshot = 0;
-      }
-      await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(snapshot ? { snapshot } : {}) });
+      await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...this.snapshotIfDue() });
+      // Only now that entries and votes are durable may they be acknowledged to peers.
+      if (ready.messages && ready.messages.length > 0) this.send(ready.messages);
       this.raft.advance(ready);
+      if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership(ready);
     }
     this.stepping = false;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
+  private snapshotIfDue() {
+    const due =
+      this.appliedIndex - this.snapshotIndex >= this.snapshotEntriesInterval ||
+      this.logBytesSinceSnapshot >= limits.snapshotLogBytesInterval;
+    if (!due || this.appliedIndex === this.snapshotIndex) return {};
+    const term = this.raft.log.term(this.appliedIndex);
+    assert(term !== undefined, `no term for applied index ${this.appliedIndex}`);
+    this.snapshotIndex = this.appliedIndex;
+    this.logBytesSinceSnapshot = 0;
+    return {
+      snapshot: {
+        meta: { index: this.appliedIndex, term, conf: this.raft.conf() },
+        state: this.machine.snapshot(),
+        compactTo: this.appliedIndex,
+      },
+    };
+  }
+
   private applyEntry(entry: Entry): void {
     assert(entry.index === this.appliedIndex + 1, `applying ${entry.index} after ${this.appliedIndex}`);
-    const stamped = this.proposed.get(entry.index) ?? decodeCommand<StampedCommand>(entry.data);
+    const stamped = this.proposed.get(entry.index);
     this.proposed.delete(entry.index);
-    const { reply, effects } = this.machine.apply(stamped, entry.index);
+    let reply: Reply | undefined;
+    let effects: Effect[] = [];
+    if (entry.type === EntryType.conf) {
+      this.raft.applyConfChange(decodeConfChange(entry.data));
+    } else if (entry.data.length > 0) {
+      const result = this.machine.apply(stamped ?? decodeCommand<StampedCommand>(entry.data), entry.index);
+      reply = result.reply;
+      effects = result.effects;
+    }
     this.appliedIndex = entry.index;
     const waiter = this.waiters.get(entry.index);
     if (waiter) {
       this.waiters.delete(entry.index);
-      waiter.resolve(reply);
+      // Another leader's entry took this index: the proposal was lost, not applied.
+      if (waiter.term !== entry.term || reply === undefined) waiter.reject(new NotLeaderError(this.raft.leader));
+      else waiter.resolve(reply);
     }
-    if (effects.length > 0) for (const l of this.effectListeners) l(effects);
+    if (effects.length > 0 && this.isLeader) for (const l of this.effectListeners) l(effects);
+  }
+
+  /** Proposals beyond the commit index may never commit once this node stops leading. */
+  private failWaitersOnLostLeadership(_ready: Ready): void {
+    for (const [index, w] of this.waiters) {
+      if (index > this.raft.log.committed) {
+        this.waiters.delete(index);
+        this.proposed.delete(index);
+        w.reject(new NotLeaderError(this.raft.leader));
+      }
+    }
   }
 
   private housekeep(): void {
-    if (this.closed || this.failure) return;
+    if (this.closed || this.failure || !this.isLeader) return;
     if (this.machine.expireDue(this.clock())) {
       this.propose({ type: 'expire' }).catch(() => {});
     }
@@ -174,7 +265,7 @@ export class HeraldNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.housekeeping);
+    for (const t of this.timers) clearInterval(t);
     if (this.stepping) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.storage.close();
   }

@@ -15,7 +15,8 @@ import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
 import type { BrokerSnapshot } from '../core/broker/machine.js';
 import type { MessageStore, StoredMessage } from '../core/broker/types.js';
-import type { Entry, GroupId, HardState } from '../core/raft/types.js';
+import type { LogReader } from '../core/raft/log.js';
+import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -23,21 +24,23 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 const dropKeysPerStepMax = 20_000;
 
 export interface StepWrite {
+  /** Entries to persist; they replace any stored entries at the same or higher indexes. */
   entries: Entry[];
   hardState: HardState | null;
-  /** A broker snapshot at `index`; log entries at or below `compactTo` may then go. */
-  snapshot?: { index: number; state: BrokerSnapshot; compactTo: number };
+  /** A broker snapshot taken at `meta.index`; log entries at or below `compactTo` may then go. */
+  snapshot?: { meta: SnapshotMeta; state: BrokerSnapshot; compactTo: number };
 }
 
 export interface LoadedState {
   hardState: HardState | null;
-  snapshot: { index: number; state: BrokerSnapshot } | null;
-  lastIndex: number;
+  snapshot: { meta: SnapshotMeta; state: BrokerSnapshot } | null;
 }
+
+const noSnapshot = (conf: ConfState): SnapshotMeta => ({ index: 0, term: 0, conf });
 
 type DeferredDelete = { type: 'range'; topicId: number; from: number; to: number } | { type: 'drop'; topicId: number };
 
-export class LmdbStorage implements MessageStore {
+export class LmdbStorage implements MessageStore, LogReader {
   private readonly root: RootDatabase;
   private readonly log: Database<Buffer, [number, number]>;
   private readonly meta: Database<unknown, [number, string]>;
@@ -47,6 +50,10 @@ export class LmdbStorage implements MessageStore {
   private deferredDeletes: DeferredDelete[] = [];
   /** Dropped topics whose keys are still being cleared, a bounded number per step. */
   private dropping: number[] = [];
+  /** The persisted log's bounds and latest snapshot, kept in memory for the Raft core's reads. */
+  private logFirstIndex = 1;
+  private logLastIndex = 0;
+  private snapshotMeta: SnapshotMeta;
 
   constructor(
     path: string,
@@ -62,6 +69,7 @@ export class LmdbStorage implements MessageStore {
     this.log = this.root.openDB({ name: 'raft-log', encoding: 'binary' });
     this.meta = this.root.openDB({ name: 'meta', encoding: 'msgpack' });
     this.messages = this.root.openDB({ name: 'messages', encoding: 'msgpack' });
+    this.snapshotMeta = noSnapshot({ voters: [], learners: [] });
   }
 
   // ---- MessageStore (used by the broker state machine, synchronously) ----
@@ -90,22 +98,55 @@ export class LmdbStorage implements MessageStore {
 
   // ---- the driver's side ----
 
-  load(): LoadedState {
+  /** Reads what a restart needs; `initialConf` is the membership when no snapshot says otherwise. */
+  load(initialConf: ConfState): LoadedState {
     const hardState = (this.meta.get([this.group, 'hard-state']) as HardState | undefined) ?? null;
-    const snapMeta = this.meta.get([this.group, 'snapshot']) as { index: number; state: Buffer } | undefined;
-    const snapshot = snapMeta ? { index: snapMeta.index, state: packr.unpack(snapMeta.state) as BrokerSnapshot } : null;
-    let lastIndex = snapshot?.index ?? 0;
-    for (const key of this.log.getKeys({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
-      lastIndex = Math.max(lastIndex, key[1]);
+    const snap = this.meta.get([this.group, 'snapshot']) as { meta: SnapshotMeta; state: Buffer } | undefined;
+    this.snapshotMeta = snap?.meta ?? noSnapshot(initialConf);
+    this.logFirstIndex = this.snapshotMeta.index + 1;
+    this.logLastIndex = this.snapshotMeta.index;
+    for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER], limit: 1 })) {
+      this.logFirstIndex = Math.min(this.logFirstIndex, key[1]);
     }
-    return { hardState, snapshot, lastIndex };
+    for (const key of this.log.getKeys({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
+      this.logLastIndex = Math.max(this.logLastIndex, key[1]);
+    }
+    return { hardState, snapshot: snap ? { meta: snap.meta, state: packr.unpack(snap.state) as BrokerSnapshot } : null };
   }
 
-  /** Log entries with index > `afterIndex`, in order. */
-  *entriesAfter(afterIndex: number): Generator<Entry> {
-    for (const { key, value } of this.log.getRange({ start: [this.group, afterIndex + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
-      yield decodeEntry(key[1], value);
+  // ---- LogReader (the Raft core's view of the persisted log) ----
+
+  firstIndex(): number {
+    return this.logFirstIndex;
+  }
+
+  lastIndex(): number {
+    return this.logLastIndex;
+  }
+
+  term(index: number): number | undefined {
+    if (index === this.snapshotMeta.index) return this.snapshotMeta.term;
+    if (index < this.logFirstIndex || index > this.logLastIndex) return undefined;
+    const value = this.log.getBinaryFast([this.group, index]);
+    assert(value !== undefined && value.length >= 8, `log entry ${index} is missing`);
+    return value.readDoubleBE(0);
+  }
+
+  entries(lo: number, hi: number, bytesMax: number): Entry[] {
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (const { key, value } of this.log.getRange({ start: [this.group, lo], end: [this.group, hi] })) {
+      const e = decodeEntry(key[1], value);
+      if (out.length > 0 && bytes + e.data.length > bytesMax) break;
+      out.push(e);
+      bytes += e.data.length;
     }
+    assert(out.length > 0 || lo >= hi, `log entries from ${lo} are missing`);
+    return out;
+  }
+
+  snapshot(): SnapshotMeta {
+    return this.snapshotMeta;
   }
 
   /** Whether a step has anything to write besides what the caller brings. */
@@ -119,13 +160,21 @@ export class LmdbStorage implements MessageStore {
     this.putQueue = [];
     const deletes = write.snapshot ? this.deferredDeletes : [];
     if (write.snapshot) this.deferredDeletes = [];
+    const lastWritten = write.entries.length > 0 ? write.entries[write.entries.length - 1]!.index : undefined;
+    const truncating = lastWritten !== undefined && lastWritten < this.logLastIndex;
     await this.root.transaction(() => {
       for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
+      if (truncating) {
+        // A new leader replaced our tail: entries past the new last one are gone.
+        for (const key of this.log.getKeys({ start: [this.group, lastWritten + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
+          this.log.removeSync(key);
+        }
+      }
       if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
       for (const [topicId, m] of puts) this.messages.putSync([topicId, m.seq], storedForm(m));
       if (write.snapshot) {
-        const { index, state, compactTo } = write.snapshot;
-        this.meta.putSync([this.group, 'snapshot'], { index, state: packr.pack(state) });
+        const { meta, state, compactTo } = write.snapshot;
+        this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
         for (const d of deletes) {
           if (d.type === 'range') {
             for (let seq = d.from; seq < d.to; seq++) this.messages.removeSync([d.topicId, seq]);
@@ -139,6 +188,12 @@ export class LmdbStorage implements MessageStore {
       }
       this.clearDropping();
     });
+    if (lastWritten !== undefined) this.logLastIndex = lastWritten;
+    if (write.snapshot) {
+      this.snapshotMeta = write.snapshot.meta;
+      this.logFirstIndex = Math.max(this.logFirstIndex, write.snapshot.compactTo + 1);
+      this.logLastIndex = Math.max(this.logLastIndex, write.snapshot.meta.index);
+    }
     // Now durable: reads may go to LMDB. Keep an entry only if a later write replaced it.
     for (const [topicId, m] of puts) {
       const topic = this.pendingPuts.get(topicId);
@@ -178,17 +233,18 @@ function storedForm(m: StoredMessage): StoredForm {
   return rest;
 }
 
-// Log entry layout: [term: float64][data]. Binary, so the raft transport can ship it as is.
+// Log entry layout: [term: float64][type: u8][data]. Binary, so the raft transport can ship it as is.
 function encodeEntry(e: Entry): Buffer {
-  const out = Buffer.allocUnsafe(8 + e.data.length);
+  const out = Buffer.allocUnsafe(9 + e.data.length);
   out.writeDoubleBE(e.term, 0);
-  out.set(e.data, 8);
+  out[8] = e.type ?? EntryType.normal;
+  out.set(e.data, 9);
   return out;
 }
 
 function decodeEntry(index: number, value: Buffer): Entry {
-  assert(value.length >= 8, `log entry ${index} is truncated`);
-  return { index, term: value.readDoubleBE(0), data: value.subarray(8) };
+  assert(value.length >= 9, `log entry ${index} is truncated`);
+  return { index, term: value.readDoubleBE(0), type: value[8] as EntryType, data: value.subarray(9) };
 }
 
 export function encodeCommand(value: unknown): Buffer {
