@@ -1,0 +1,214 @@
+/**
+ * Raft messages on the wire between nodes: length-framed binary, not JSON. A frame is
+ * [u32 length of the rest][u8 kind][body]; a body is the message's fixed fields followed by its
+ * entries, each [f64 index][f64 term][u8 type][u32 length][data]. Entry data is copied once, into the
+ * frame; decoding returns views into the received buffer.
+ */
+import { Packr } from 'msgpackr';
+import type { Message } from '../core/raft/messages.js';
+import type { Entry, EntryType } from '../core/raft/types.js';
+
+export const frameBytesMax = 64 * 1024 * 1024;
+
+const kinds = ['vote', 'vote-response', 'append', 'append-response', 'heartbeat', 'heartbeat-response', 'snapshot', 'timeout-now'] as const;
+const kindCode = new Map<string, number>(kinds.map((k, i) => [k, i]));
+const packr = new Packr({ useRecords: false });
+
+export class FrameError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+class Writer {
+  buf: Buffer;
+  pos = 0;
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32BE(v, this.pos);
+    this.pos += 4;
+  }
+  f64(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleBE(v, this.pos);
+    this.pos += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.u32(b.length);
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+}
+
+class Reader {
+  pos = 0;
+  constructor(private readonly buf: Buffer) {}
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new FrameError('frame ends early');
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.buf.readDoubleBE(this.pos);
+    this.pos += 8;
+    if (!Number.isFinite(v)) throw new FrameError('a number field is not finite');
+    return v;
+  }
+  bytes(): Buffer {
+    const n = this.u32();
+    this.need(n);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+  done(): void {
+    if (this.pos !== this.buf.length) throw new FrameError('trailing bytes in frame');
+  }
+}
+
+/** Encodes one message as a whole frame (length prefix included). */
+export function encodeMessage(m: Message): Buffer {
+  const w = new Writer(m.type === 'append' ? 64 + m.entries.reduce((n, e) => n + 21 + e.data.length, 0) : 64);
+  w.u32(0); // length, filled in below
+  w.u8(kindCode.get(m.type)!);
+  w.u32(m.group);
+  w.u32(m.from);
+  w.u32(m.to);
+  w.f64(m.term);
+  switch (m.type) {
+    case 'vote':
+      w.u8((m.pre ? 1 : 0) | (m.transfer ? 2 : 0));
+      w.f64(m.lastIndex);
+      w.f64(m.lastTerm);
+      break;
+    case 'vote-response':
+      w.u8((m.pre ? 1 : 0) | (m.granted ? 2 : 0));
+      break;
+    case 'append':
+      w.f64(m.prevIndex);
+      w.f64(m.prevTerm);
+      w.f64(m.commit);
+      w.u32(m.entries.length);
+      for (const e of m.entries) {
+        w.f64(e.index);
+        w.f64(e.term);
+        w.u8(e.type ?? 0);
+        w.bytes(e.data);
+      }
+      break;
+    case 'append-response':
+      w.f64(m.index);
+      w.u8(m.reject ? 1 : 0);
+      w.f64(m.hintIndex);
+      break;
+    case 'heartbeat':
+      w.f64(m.commit);
+      w.f64(m.context);
+      break;
+    case 'heartbeat-response':
+      w.f64(m.context);
+      break;
+    case 'snapshot':
+      w.bytes(packr.pack({ snapshot: m.snapshot, data: m.data }));
+      break;
+    case 'timeout-now':
+      break;
+  }
+  if (w.pos - 4 > frameBytesMax) throw new FrameError(`frame of ${w.pos} bytes is over the limit`);
+  w.buf.writeUInt32BE(w.pos - 4, 0);
+  return w.buf.subarray(0, w.pos);
+}
+
+/** Decodes a frame body (without its length prefix). Throws FrameError on anything malformed. */
+export function decodeMessage(body: Buffer): Message {
+  const r = new Reader(body);
+  const kind = kinds[r.u8()];
+  if (kind === undefined) throw new FrameError('unknown message kind');
+  const group = r.u32();
+  const from = r.u32();
+  const to = r.u32();
+  const term = r.f64();
+  const env = { group, from, to, term };
+  let m: Message;
+  switch (kind) {
+    case 'vote': {
+      const flags = r.u8();
+      m = { ...env, type: 'vote', pre: (flags & 1) !== 0, transfer: (flags & 2) !== 0, lastIndex: r.f64(), lastTerm: r.f64() };
+      break;
+    }
+    case 'vote-response': {
+      const flags = r.u8();
+      m = { ...env, type: 'vote-response', pre: (flags & 1) !== 0, granted: (flags & 2) !== 0 };
+      break;
+    }
+    case 'append': {
+      const prevIndex = r.f64();
+      const prevTerm = r.f64();
+      const commit = r.f64();
+      const count = r.u32();
+      if (count > body.length / 21) throw new FrameError('entry count larger than the frame');
+      const entries: Entry[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        const index = r.f64();
+        const t = r.f64();
+        const type = r.u8();
+        if (type > 1) throw new FrameError('unknown entry type');
+        entries[i] = { index, term: t, type: type as EntryType, data: r.bytes() };
+      }
+      m = { ...env, type: 'append', prevIndex, prevTerm, commit, entries };
+      break;
+    }
+    case 'append-response': {
+      const index = r.f64();
+      const reject = r.u8() !== 0;
+      m = { ...env, type: 'append-response', index, reject, hintIndex: r.f64() };
+      break;
+    }
+    case 'heartbeat':
+      m = { ...env, type: 'heartbeat', commit: r.f64(), context: r.f64() };
+      break;
+    case 'heartbeat-response':
+      m = { ...env, type: 'heartbeat-response', context: r.f64() };
+      break;
+    case 'snapshot': {
+      let payload: { snapshot: Extract<Message, { type: 'snapshot' }>['snapshot']; data: unknown };
+      try {
+        payload = packr.unpack(r.bytes()) as typeof payload;
+      } catch {
+        throw new FrameError('malformed snapshot payload');
+      }
+      if (!payload || typeof payload.snapshot?.index !== 'number') throw new FrameError('malformed snapshot payload');
+      m = { ...env, type: 'snapshot', snapshot: payload.snapshot, data: payload.data };
+      break;
+    }
+    case 'timeout-now':
+      m = { ...env, type: 'timeout-now' };
+      break;
+  }
+  r.done();
+  return m;
+}

@@ -1,0 +1,307 @@
+/**
+ * Node-to-node transport: one outbound TCP connection per peer, carrying length-framed binary Raft
+ * messages one way; inbound connections only receive. A connection starts with a mutual
+ * challenge–response over the cluster secret (HMAC-SHA256), so a peer without it is refused before a
+ * single message is read, and a node cannot be impersonated. Buffers are bounded: a peer that does
+ * not drain loses messages, which Raft tolerates (it retransmits), rather than growing memory.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Message } from '../core/raft/messages.js';
+import type { NodeId } from '../core/raft/types.js';
+import { decodeMessage, encodeMessage, FrameError, frameBytesMax } from './peer-codec.js';
+
+export interface PeerAddress {
+  id: NodeId;
+  host: string;
+  raftPort: number;
+  httpPort: number;
+}
+
+export interface PeerTransportOptions {
+  selfId: NodeId;
+  host: string;
+  port: number;
+  secret: string;
+  onMessage: (message: Message) => void;
+  /** Called when a peer connection is refused or misbehaves (for logs and tests). */
+  onRefused?: (reason: string) => void;
+}
+
+const magic = Buffer.from('HRLD');
+const challengeBytes = 32;
+const macBytes = 32;
+const handshakeTimeoutMs = 5000;
+/** Bytes queued for one peer before new messages to it are dropped. */
+const outboundBytesMax = 32 * 1024 * 1024;
+const inboundConnectionsMax = 64;
+const reconnectDelayMsMax = 2000;
+
+function mac(secret: string, label: string, challenge: Buffer, id: NodeId): Buffer {
+  const idBytes = Buffer.alloc(4);
+  idBytes.writeUInt32BE(id);
+  return createHmac('sha256', secret).update(label).update(challenge).update(idBytes).digest();
+}
+
+function macEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Reads exactly `n` bytes from a socket's stream during the handshake. */
+class ByteQueue {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+  }
+  get length(): number {
+    return this.size;
+  }
+  take(n: number): Buffer | undefined {
+    if (this.size < n) return undefined;
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.size = rest.length;
+    return out;
+  }
+}
+
+class OutboundPeer {
+  private socket: Socket | null = null;
+  private ready = false;
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private reconnectDelayMs = 100;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(
+    private address: PeerAddress,
+    private readonly transport: PeerTransport,
+  ) {}
+
+  setAddress(address: PeerAddress): void {
+    const changed = address.host !== this.address.host || address.raftPort !== this.address.raftPort;
+    this.address = address;
+    if (changed) this.socket?.destroy();
+  }
+
+  send(frame: Buffer): void {
+    if (this.closed) return;
+    if (this.ready && this.socket) {
+      if (this.socket.writableLength > outboundBytesMax) return; // not draining: drop, Raft resends
+      this.socket.write(frame);
+      return;
+    }
+    if (this.queuedBytes + frame.length > outboundBytesMax) return;
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    if (!this.socket && !this.timer) this.connect();
+  }
+
+  cork(): void {
+    if (this.ready) this.socket?.cork();
+  }
+
+  uncork(): void {
+    if (this.ready) this.socket?.uncork();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const socket = connect({ host: this.address.host, port: this.address.raftPort });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    const input = new ByteQueue();
+    let stage: 'challenge' | 'proof' = 'challenge';
+    const myChallenge = randomBytes(challengeBytes);
+    const timeout = setTimeout(() => socket.destroy(), handshakeTimeoutMs);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.ready) return; // the server never sends frames back
+      input.push(chunk);
+      if (stage === 'challenge') {
+        const hello = input.take(magic.length + challengeBytes);
+        if (!hello) return;
+        if (!hello.subarray(0, magic.length).equals(magic)) return socket.destroy();
+        const serverChallenge = hello.subarray(magic.length);
+        const head = Buffer.alloc(4);
+        head.writeUInt32BE(this.transport.selfId);
+        socket.write(Buffer.concat([head, myChallenge, mac(this.transport.secret, 'client', serverChallenge, this.transport.selfId)]));
+        stage = 'proof';
+      }
+      if (stage === 'proof') {
+        const proof = input.take(4 + macBytes);
+        if (!proof) return;
+        const serverId = proof.readUInt32BE(0);
+        const expected = mac(this.transport.secret, 'server', myChallenge, this.address.id);
+        if (serverId !== this.address.id || !macEqual(proof.subarray(4), expected)) {
+          this.transport.refused(`peer ${this.address.id} at ${this.address.host}:${this.address.raftPort} failed the handshake`);
+          return socket.destroy();
+        }
+        clearTimeout(timeout);
+        this.ready = true;
+        this.reconnectDelayMs = 100;
+        socket.cork();
+        for (const f of this.queue) socket.write(f);
+        socket.uncork();
+        this.queue = [];
+        this.queuedBytes = 0;
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timeout);
+      this.ready = false;
+      this.socket = null;
+      if (this.closed) return;
+      // Reconnect with backoff; what was queued stays (bounded).
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        if (this.queue.length > 0) this.connect();
+      }, this.reconnectDelayMs);
+      this.timer.unref();
+      this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, reconnectDelayMsMax);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.socket?.destroy();
+  }
+}
+
+export class PeerTransport {
+  readonly selfId: NodeId;
+  readonly secret: string;
+  private readonly server: Server;
+  private readonly peers = new Map<NodeId, OutboundPeer>();
+  private readonly inbound = new Set<Socket>();
+  private readonly opts: PeerTransportOptions;
+
+  constructor(opts: PeerTransportOptions) {
+    if (opts.secret.length < 16) throw new Error('the cluster secret must be at least 16 characters');
+    this.opts = opts;
+    this.selfId = opts.selfId;
+    this.secret = opts.secret;
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : this.opts.port;
+  }
+
+  setPeers(addresses: PeerAddress[]): void {
+    const wanted = new Map(addresses.filter((a) => a.id !== this.selfId).map((a) => [a.id, a]));
+    for (const [id, peer] of this.peers) {
+      if (!wanted.has(id)) {
+        peer.close();
+        this.peers.delete(id);
+      }
+    }
+    for (const [id, a] of wanted) {
+      const peer = this.peers.get(id);
+      if (peer) peer.setAddress(a);
+      else this.peers.set(id, new OutboundPeer(a, this));
+    }
+  }
+
+  /** Sends a batch; messages to one peer go out in one corked write. */
+  send(messages: Message[]): void {
+    const touched = new Set<OutboundPeer>();
+    for (const m of messages) {
+      const peer = this.peers.get(m.to);
+      if (!peer) continue;
+      if (!touched.has(peer)) {
+        touched.add(peer);
+        peer.cork();
+      }
+      peer.send(encodeMessage(m));
+    }
+    for (const p of touched) p.uncork();
+  }
+
+  refused(reason: string): void {
+    this.opts.onRefused?.(reason);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.inbound.size >= inboundConnectionsMax) {
+      socket.destroy();
+      return;
+    }
+    this.inbound.add(socket);
+    socket.setNoDelay(true);
+    const challenge = randomBytes(challengeBytes);
+    socket.write(Buffer.concat([magic, challenge]));
+    const input = new ByteQueue();
+    let peerId: NodeId | null = null;
+    let frameLength = 0;
+    const timeout = setTimeout(() => {
+      this.refused('a peer did not finish the handshake in time');
+      socket.destroy();
+    }, handshakeTimeoutMs);
+    const fail = (reason: string) => {
+      this.refused(reason);
+      socket.destroy();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      input.push(chunk);
+      if (peerId === null) {
+        const proof = input.take(4 + challengeBytes + macBytes);
+        if (!proof) {
+          if (input.length > 4 + challengeBytes + macBytes) fail('oversized handshake');
+          return;
+        }
+        const id = proof.readUInt32BE(0);
+        const clientChallenge = proof.subarray(4, 4 + challengeBytes);
+        const expected = mac(this.secret, 'client', challenge, id);
+        if (id === 0 || !macEqual(proof.subarray(4 + challengeBytes), expected)) return fail('a peer without the cluster secret was refused');
+        peerId = id;
+        clearTimeout(timeout);
+        const head = Buffer.alloc(4);
+        head.writeUInt32BE(this.selfId);
+        socket.write(Buffer.concat([head, mac(this.secret, 'server', clientChallenge, this.selfId)]));
+      }
+      // Frames: [u32 length][body]. A body is taken only once all of it is here (one copy).
+      for (;;) {
+        if (frameLength === 0) {
+          const lenBytes = input.take(4);
+          if (!lenBytes) return;
+          frameLength = lenBytes.readUInt32BE(0);
+          if (frameLength === 0 || frameLength > frameBytesMax) return fail(`peer ${peerId} sent a frame of ${frameLength} bytes`);
+        }
+        const body = input.take(frameLength);
+        if (!body) return;
+        frameLength = 0;
+        let m: Message;
+        try {
+          m = decodeMessage(body);
+        } catch (e) {
+          return fail(`peer ${peerId} sent a malformed frame: ${(e as FrameError).message}`);
+        }
+        if (m.from !== peerId || m.to !== this.selfId) return fail(`peer ${peerId} sent a message as ${m.from} to ${m.to}`);
+        this.opts.onMessage(m);
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timeout);
+      this.inbound.delete(socket);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.peers.values()) p.close();
+    for (const s of this.inbound) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
