@@ -1,5 +1,14 @@
 /** Node configuration from flags and environment variables (flags win), as API.md's "Running" fixes them. */
 import { Command, InvalidArgumentError } from 'commander';
+import type { PeerAddress } from './transport/peer-transport.js';
+
+export interface ClusterConfig {
+  nodeId: number;
+  raftPort: number;
+  /** Every member, this node included. */
+  peers: PeerAddress[];
+  secret: string;
+}
 
 export interface NodeConfig {
   host: string;
@@ -7,6 +16,8 @@ export interface NodeConfig {
   dataDir: string;
   /** Log entries between two snapshots of the broker state; fewer means a faster restart. */
   snapshotEntries: number | undefined;
+  /** Absent: a single node. */
+  cluster: ClusterConfig | undefined;
 }
 
 function port(value: string): number {
@@ -21,16 +32,54 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** `id@host:raftPort:httpPort`, comma-separated. */
+export function parsePeers(value: string): PeerAddress[] {
+  return value.split(',').map((item) => {
+    const m = /^(\d+)@([^@,]+):(\d+):(\d+)$/.exec(item.trim());
+    if (!m) throw new InvalidArgumentError(`peer "${item}" is not id@host:raftPort:httpPort`);
+    const id = Number(m[1]);
+    if (id < 1 || id > 0xffffffff) throw new InvalidArgumentError(`peer id ${m[1]} out of range`);
+    return { id, host: m[2]!, raftPort: port(m[3]!), httpPort: port(m[4]!) };
+  });
+}
+
 export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeConfig {
   const program = new Command('herald')
     .description('Herald: a pub/sub gateway with pull, webhook and WebSocket delivery')
     .option('--host <host>', 'address to listen on (HERALD_HOST)', env.HERALD_HOST ?? '127.0.0.1')
     .option('--port <port>', 'HTTP port (HERALD_PORT)', port, env.HERALD_PORT !== undefined ? port(env.HERALD_PORT) : 8080)
     .option('--data <dir>', 'data directory (HERALD_DATA_DIR)', env.HERALD_DATA_DIR ?? './data')
-    .option('--snapshot-entries <n>', 'log entries between broker snapshots (HERALD_SNAPSHOT_ENTRIES)', positiveInt,
-      env.HERALD_SNAPSHOT_ENTRIES !== undefined ? positiveInt(env.HERALD_SNAPSHOT_ENTRIES) : undefined)
+    .option(
+      '--snapshot-entries <n>',
+      'log entries between broker snapshots (HERALD_SNAPSHOT_ENTRIES)',
+      positiveInt,
+      env.HERALD_SNAPSHOT_ENTRIES !== undefined ? positiveInt(env.HERALD_SNAPSHOT_ENTRIES) : undefined,
+    )
+    .option('--node-id <id>', 'this node in a cluster (HERALD_NODE_ID)', positiveInt, env.HERALD_NODE_ID ? positiveInt(env.HERALD_NODE_ID) : undefined)
+    .option('--raft-port <port>', 'port for Raft peers (HERALD_RAFT_PORT)', port, env.HERALD_RAFT_PORT ? port(env.HERALD_RAFT_PORT) : undefined)
+    .option('--peers <list>', 'cluster members as id@host:raftPort:httpPort,... (HERALD_PEERS)', parsePeers, env.HERALD_PEERS ? parsePeers(env.HERALD_PEERS) : undefined)
+    .option('--cluster-secret <secret>', 'shared secret peers prove they know (HERALD_CLUSTER_SECRET)', env.HERALD_CLUSTER_SECRET)
     .exitOverride();
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{ host: string; port: number; data: string; snapshotEntries?: number }>();
-  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries };
+  const o = program.opts<{
+    host: string;
+    port: number;
+    data: string;
+    snapshotEntries?: number;
+    nodeId?: number;
+    raftPort?: number;
+    peers?: PeerAddress[];
+    clusterSecret?: string;
+  }>();
+  let cluster: ClusterConfig | undefined;
+  if (o.peers || o.nodeId !== undefined) {
+    if (!o.peers || o.nodeId === undefined) throw new InvalidArgumentError('a cluster node needs --node-id and --peers');
+    const self = o.peers.find((p) => p.id === o.nodeId);
+    if (!self) throw new InvalidArgumentError(`--peers does not list node ${o.nodeId}`);
+    if (!o.clusterSecret || o.clusterSecret.length < 16) {
+      throw new InvalidArgumentError('a cluster node needs --cluster-secret (or HERALD_CLUSTER_SECRET) of at least 16 characters');
+    }
+    cluster = { nodeId: o.nodeId, raftPort: o.raftPort ?? self.raftPort, peers: o.peers, secret: o.clusterSecret };
+  }
+  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries, cluster };
 }

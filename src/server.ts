@@ -1,10 +1,12 @@
-/** Starts one node: storage, the driver, delivery and the HTTP API, and stops them in order. */
+/** Starts one node: storage, the driver, the peer transport, delivery and the HTTP API; stops them in order. */
 import { mkdirSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { HeraldNode } from './runtime/herald-node.js';
 import { PullService } from './delivery/pull-waiters.js';
 import { buildApp } from './http/app.js';
+import { PeerTransport } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
+import type { Message } from './core/raft/messages.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -15,12 +17,37 @@ export interface RunningServer {
 
 export async function startServer(config: NodeConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
+  const cluster = config.cluster;
+  let transport: PeerTransport | undefined;
+  let deliver: (m: Message) => void = () => {};
+  if (cluster) {
+    transport = new PeerTransport({
+      selfId: cluster.nodeId,
+      host: config.host,
+      port: cluster.raftPort,
+      secret: cluster.secret,
+      onMessage: (m) => deliver(m),
+      onRefused: (reason) => console.warn(`herald: ${reason}`),
+    });
+    transport.setPeers(cluster.peers);
+    await transport.listen();
+  }
   const node = new HeraldNode({
     dataDir: config.dataDir,
+    ...(cluster
+      ? {
+          nodeId: cluster.nodeId,
+          initialConf: { voters: cluster.peers.map((p) => p.id), learners: [] },
+          send: (messages: Message[]) => transport!.send(messages),
+          addresses: new Map(cluster.peers.map((p) => [p.id, `${p.host}:${p.raftPort}:${p.httpPort}`])),
+        }
+      : {}),
     ...(config.snapshotEntries !== undefined ? { snapshotEntriesInterval: config.snapshotEntries } : {}),
   });
+  deliver = (m) => node.receive(m);
   const pull = new PullService(node);
-  const app = buildApp({ node, pull });
+  const peerHttp = new Map((cluster?.peers ?? []).map((p) => [p.id, `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`]));
+  const app = buildApp({ node, pull, leaderUrl: (id) => peerHttp.get(id) });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -32,6 +59,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
     async close() {
       await app.close();
       await node.close();
+      await transport?.close();
     },
   };
 }

@@ -8,6 +8,7 @@ import type { HeraldNode } from '../runtime/herald-node.js';
 import { NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
 import type { PullService } from '../delivery/pull-waiters.js';
 import { HeraldError, type ErrorCode } from './errors.js';
+import { forwardToLeader } from './forward.js';
 import { topicRoutes } from './routes/topics.js';
 import { subscriptionRoutes } from './routes/subscriptions.js';
 import { queueRoutes } from './routes/queues.js';
@@ -16,6 +17,8 @@ import { operationsRoutes } from './routes/operations.js';
 export interface AppDeps {
   node: HeraldNode;
   pull: PullService;
+  /** The HTTP base URL of a cluster member (for forwarding to the leader). */
+  leaderUrl?: (id: number) => string | undefined;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -28,6 +31,15 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: 65_000,
     requestTimeout: 120_000,
     return503OnClosing: true,
+  });
+
+  // Followers pass API calls to the leader; a call forwarded once is never forwarded again (no loops).
+  app.addHook('onRequest', async (request, reply) => {
+    if (deps.node.isLeader || !request.url.startsWith('/v1/') || request.url.startsWith('/v1/cluster')) return;
+    const leader = deps.node.leaderId;
+    const target = leader && request.headers['x-herald-forwarded'] === undefined ? deps.leaderUrl?.(leader) : undefined;
+    if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
+    return forwardToLeader(request, reply, target);
   });
 
   // A POST or PUT without a body is an empty object: routes whose fields are all optional take it,

@@ -12,8 +12,8 @@ import { BrokerMachine, type Effect, type Reply } from '../core/broker/machine.j
 import type { Command, StampedCommand } from '../core/broker/commands.js';
 import { RaftCore, decodeConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
-import { EntryType, type ConfState, type Entry, type NodeId, type Ready } from '../core/raft/types.js';
-import { decodeCommand, encodeCommand, LmdbStorage } from '../storage/lmdb-storage.js';
+import { EntryType, type ConfState, type Entry, type NodeId, type Ready, type SnapshotMeta } from '../core/raft/types.js';
+import { decodeCommand, encodeCommand, LmdbStorage, type SnapshotPayload } from '../storage/lmdb-storage.js';
 
 export class NodeUnavailableError extends Error {
   constructor(message: string) {
@@ -45,6 +45,8 @@ export interface HeraldNodeOptions {
   random?: () => number;
   /** Sends Raft messages to peers (none for a single node). */
   send?: (messages: Message[]) => void;
+  /** How members are reached, for `/v1/cluster` (id → "host:raftPort:httpPort"). */
+  addresses?: Map<NodeId, string>;
   tickMs?: number;
   electionTicks?: number;
   /** Retention and housekeeping check period. */
@@ -74,12 +76,14 @@ export class HeraldNode {
   private idleWaiters: (() => void)[] = [];
   private failure: Error | null = null;
   private readonly snapshotEntriesInterval: number;
+  private readonly addresses: Map<NodeId, string>;
 
   constructor(options: HeraldNodeOptions) {
     this.id = options.nodeId ?? 1;
     this.clock = options.clock ?? Date.now;
     this.send = options.send ?? (() => {});
     this.snapshotEntriesInterval = options.snapshotEntriesInterval ?? limits.snapshotEntriesInterval;
+    this.addresses = options.addresses ?? new Map();
     this.storage = new LmdbStorage(options.dataDir);
     this.machine = new BrokerMachine(this.storage);
     const loaded = this.storage.load(options.initialConf ?? { voters: [this.id], learners: [] });
@@ -136,6 +140,25 @@ export class HeraldNode {
     return this.raft.role === 'leader';
   }
 
+  /** This node's view of the group, as `GET /v1/cluster` shows it. */
+  clusterStatus() {
+    const conf = this.raft.conf();
+    const member = (id: NodeId, learner: boolean) => ({
+      id: String(id),
+      address: this.addresses.get(id) ?? 'local',
+      role: learner ? 'learner' : id === this.raft.leader ? 'leader' : 'follower',
+      matchIndex: this.raft.matchIndex(id),
+    });
+    return {
+      nodeId: String(this.id),
+      leaderId: this.raft.leader ? String(this.raft.leader) : null,
+      term: this.raft.term,
+      commitIndex: this.raft.log.committed,
+      appliedIndex: this.appliedIndex,
+      members: [...conf.voters.map((id) => member(id, false)), ...conf.learners.map((id) => member(id, true))],
+    };
+  }
+
   now(): number {
     return this.clock();
   }
@@ -180,15 +203,34 @@ export class HeraldNode {
   private async run(): Promise<void> {
     while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites())) {
       const ready = this.raft.ready();
+      let install: { meta: SnapshotMeta; payload: SnapshotPayload } | undefined;
+      if (ready.snapshot) {
+        // A leader's snapshot: this node's state becomes the snapshot's.
+        const payload = ready.snapshot.data as SnapshotPayload;
+        install = { meta: ready.snapshot.meta, payload };
+        this.machine.restore(payload.state);
+        this.appliedIndex = this.snapshotIndex = ready.snapshot.meta.index;
+      }
       for (const entry of ready.committed) this.applyEntry(entry);
-      await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...this.snapshotIfDue() });
+      await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) });
       // Only now that entries and votes are durable may they be acknowledged to peers.
-      if (ready.messages && ready.messages.length > 0) this.send(ready.messages);
+      if (ready.messages && ready.messages.length > 0) this.send(this.withSnapshotData(ready.messages));
       this.raft.advance(ready);
       if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership(ready);
     }
     this.stepping = false;
     for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** The core leaves a snapshot message's data to the driver: the broker state and every message. */
+  private withSnapshotData(messages: Message[]): Message[] {
+    if (!messages.some((m) => m.type === 'snapshot')) return messages;
+    const saved = this.storage.loadSnapshotState();
+    return messages.map((m) => {
+      if (m.type !== 'snapshot') return m;
+      if (!saved || saved.meta.index !== m.snapshot.index) return m;
+      return { ...m, data: this.storage.snapshotPayload(saved.state) };
+    });
   }
 
   private snapshotIfDue() {

@@ -29,6 +29,15 @@ export interface StepWrite {
   hardState: HardState | null;
   /** A broker snapshot taken at `meta.index`; log entries at or below `compactTo` may then go. */
   snapshot?: { meta: SnapshotMeta; state: BrokerSnapshot; compactTo: number };
+  /** A leader's snapshot to install: replaces the log and every message (written before `entries`). */
+  install?: { meta: SnapshotMeta; payload: SnapshotPayload };
+}
+
+/** What a leader ships to a follower that is too far behind for the log: the broker state and every
+ * retained message. Sent as one frame, so it is bounded by the transport's frame limit. */
+export interface SnapshotPayload {
+  state: BrokerSnapshot;
+  messages: [number, StoredMessage[]][];
 }
 
 export interface LoadedState {
@@ -114,6 +123,12 @@ export class LmdbStorage implements MessageStore, LogReader {
     return { hardState, snapshot: snap ? { meta: snap.meta, state: packr.unpack(snap.state) as BrokerSnapshot } : null };
   }
 
+  /** The latest persisted broker snapshot with its metadata. */
+  loadSnapshotState(): { meta: SnapshotMeta; state: BrokerSnapshot } | null {
+    const snap = this.meta.get([this.group, 'snapshot']) as { meta: SnapshotMeta; state: Buffer } | undefined;
+    return snap ? { meta: snap.meta, state: packr.unpack(snap.state) as BrokerSnapshot } : null;
+  }
+
   // ---- LogReader (the Raft core's view of the persisted log) ----
 
   firstIndex(): number {
@@ -149,6 +164,21 @@ export class LmdbStorage implements MessageStore, LogReader {
     return this.snapshotMeta;
   }
 
+  /** Every retained message of the topics in `state`, for a follower's snapshot. */
+  snapshotPayload(state: BrokerSnapshot): SnapshotPayload {
+    const messages: [number, StoredMessage[]][] = [];
+    for (const t of state.topics) {
+      const list: StoredMessage[] = [];
+      for (let seq = t.firstSeq; seq <= t.lastSeq; seq++) {
+        const m = this.get(t.id, seq);
+        assert(m !== undefined, `topic ${t.name} lacks seq ${seq} for a snapshot`);
+        list.push(m);
+      }
+      messages.push([t.id, list]);
+    }
+    return { state, messages };
+  }
+
   /** Whether a step has anything to write besides what the caller brings. */
   hasPendingWrites(): boolean {
     return this.putQueue.length > 0 || this.dropping.length > 0;
@@ -162,7 +192,20 @@ export class LmdbStorage implements MessageStore, LogReader {
     if (write.snapshot) this.deferredDeletes = [];
     const lastWritten = write.entries.length > 0 ? write.entries[write.entries.length - 1]!.index : undefined;
     const truncating = lastWritten !== undefined && lastWritten < this.logLastIndex;
+    const install = write.install;
+    if (install) {
+      this.pendingPuts.clear();
+      this.deferredDeletes = [];
+      this.dropping = [];
+    }
     await this.root.transaction(() => {
+      if (install) {
+        // The leader's snapshot replaces everything this node had.
+        this.messages.clearSync();
+        for (const [topicId, list] of install.payload.messages) for (const m of list) this.messages.putSync([topicId, m.seq], storedForm(m));
+        for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
+        this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.payload.state) });
+      }
       for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
       if (truncating) {
         // A new leader replaced our tail: entries past the new last one are gone.
@@ -188,6 +231,11 @@ export class LmdbStorage implements MessageStore, LogReader {
       }
       this.clearDropping();
     });
+    if (install) {
+      this.snapshotMeta = install.meta;
+      this.logFirstIndex = install.meta.index + 1;
+      this.logLastIndex = install.meta.index;
+    }
     if (lastWritten !== undefined) this.logLastIndex = lastWritten;
     if (write.snapshot) {
       this.snapshotMeta = write.snapshot.meta;

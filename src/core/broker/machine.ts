@@ -242,7 +242,7 @@ export class BrokerMachine {
         if (t.dedup.size > limits.dedupIdsPerTopicMax) t.dedup.delete(t.dedup.keys().next().value!);
       }
       for (const s of subs) {
-        if (s.filter(message)) {
+        if (message.seq >= s.cursor && s.wants(message)) {
           s.ahead++;
           woken.add(s);
         }
@@ -299,7 +299,7 @@ export class BrokerMachine {
       for (const subName of t.subscriptions) {
         const s = this.subs.get(subName)!;
         if (s.cursor < newFirst) {
-          for (const m of removed) if (m.seq >= s.cursor && s.filter(m)) s.ahead--;
+          for (const m of removed) if (m.seq >= s.cursor && s.wants(m)) s.ahead--;
           s.cursor = newFirst;
         }
         for (const r of [...s.pending.values()]) if (r.seq < newFirst) s.removeRecord(r);
@@ -331,12 +331,15 @@ export class BrokerMachine {
     return lo;
   }
 
+  /** Messages from `fromSeq` on that the subscription wants. Reads them when a filter or start time
+   * must be checked; that happens only on create, seek and filter changes. */
   private countMatching(t: TopicState, s: SubscriptionState, fromSeq: number): number {
-    if (s.config.filter === null) return t.lastSeq - fromSeq + 1;
+    if (fromSeq > t.lastSeq) return 0;
+    if (s.config.filter === null && s.notBeforeMs === 0) return t.lastSeq - fromSeq + 1;
     let n = 0;
     for (let seq = fromSeq; seq <= t.lastSeq; seq++) {
       const m = this.store.get(t.id, seq);
-      if (m && s.filter(m)) n++;
+      if (m && s.wants(m)) n++;
     }
     return n;
   }
@@ -359,16 +362,11 @@ export class BrokerMachine {
       return refuse('InvalidRequest', `at most ${limits.subscriptionsMax} subscriptions`);
     }
     const start = config.startAt;
-    const cursor =
-      start === 'latest'
-        ? t.lastSeq + 1
-        : start === 'earliest'
-          ? t.firstSeq
-          : 'seq' in start
-            ? Math.min(Math.max(start.seq, t.firstSeq), t.lastSeq + 1)
-            : this.seqAtTime(t, start.timeMs);
-    const s = new SubscriptionState(index, name, config, t.id, cursor);
-    s.ahead = this.countMatching(t, s, cursor);
+    const s = new SubscriptionState(index, name, config, t.id, t.lastSeq + 1);
+    if (start === 'earliest') this.moveCursor(t, s, { seq: t.firstSeq });
+    else if (start === 'latest') this.moveCursor(t, s, { seq: t.lastSeq + 1 });
+    else if ('seq' in start) this.moveCursor(t, s, { seq: start.seq });
+    else this.moveCursor(t, s, { timeMs: start.timeMs });
     this.subs.set(name, s);
     t.subscriptions.add(name);
     if (s.ahead > 0) this.wake(s);
@@ -446,13 +444,13 @@ export class BrokerMachine {
       scanned++;
       const m = this.store.get(t.id, seq);
       assert(m !== undefined, `topic ${t.name} has no message at seq ${seq} inside [${t.firstSeq}, ${t.lastSeq}]`);
-      if (!s.filter(m)) continue;
+      if (!s.wants(m)) continue;
       s.ahead--;
       const record: PendingRecord = { seq, attempt: 0, availableAtMs: m.visibleAtMs, leaseToken: 0, blocked: false };
       if (m.orderingKey !== undefined && s.config.ordered) record.orderingKey = m.orderingKey;
       s.addRecord(record);
       if (record.blocked || m.visibleAtMs > nowMs) continue;
-      s.heap.pop(); // the entry addRecord just pushed is this record's and is now due: take it
+      // The heap entry addRecord pushed goes stale when lease() reschedules; popDue skips it later.
       deliveries.push(this.lease(s, record, m, index, deadlineMs));
     }
     return { ok: true, deliveries };
@@ -490,7 +488,7 @@ export class BrokerMachine {
     );
     for (const subName of dlq.subscriptions) {
       const d = this.subs.get(subName)!;
-      if (d.filter(copy)) {
+      if (copy.seq >= d.cursor && d.wants(copy)) {
         d.ahead++;
         this.wake(d);
       }
@@ -534,12 +532,25 @@ export class BrokerMachine {
     const s = this.subs.get(name);
     if (!s) return refuse('SubscriptionNotFound', `subscription ${name} not found`);
     const t = this.topics.get(s.config.topic)!;
-    const seq = 'seq' in target ? target.seq : this.seqAtTime(t, target.timeMs);
     s.clearPending();
-    s.cursor = Math.min(Math.max(seq, t.firstSeq), t.lastSeq + 1);
-    s.ahead = this.countMatching(t, s, s.cursor);
+    this.moveCursor(t, s, target);
     this.wake(s);
     return OK;
+  }
+
+  /**
+   * Points a subscription at a seq (inclusive) or a time. A target past the end stays where it is:
+   * messages published later below a future seq, or before a future time, are skipped.
+   */
+  private moveCursor(t: TopicState, s: SubscriptionState, target: { seq: number } | { timeMs: number }): void {
+    if ('seq' in target) {
+      s.notBeforeMs = 0;
+      s.cursor = Math.max(target.seq, t.firstSeq);
+    } else {
+      s.notBeforeMs = target.timeMs;
+      s.cursor = this.seqAtTime(t, target.timeMs);
+    }
+    s.ahead = this.countMatching(t, s, s.cursor);
   }
 
   private redrive(name: string, max: number, nowMs: number): Reply {
@@ -609,7 +620,7 @@ export class BrokerMachine {
     const s = this.subs.get(name);
     if (!s) return undefined;
     const t = this.topics.get(s.config.topic)!;
-    let oldestSeq = s.ahead > 0 ? s.cursor : Infinity;
+    let oldestSeq = s.ahead > 0 ? this.firstWantedFrom(t, s) : Infinity;
     for (const seq of s.pending.keys()) if (seq < oldestSeq) oldestSeq = seq;
     const oldest = oldestSeq === Infinity ? undefined : this.store.get(t.id, oldestSeq);
     return {
@@ -622,6 +633,18 @@ export class BrokerMachine {
       delivered: s.delivered,
       acked: s.acked,
     };
+  }
+
+  /** The first seq at or after the cursor the subscription wants, looking at most pullScanRecordsMax
+   * records ahead (past that, the cursor: an upper bound on the age). */
+  private firstWantedFrom(t: TopicState, s: SubscriptionState): number {
+    if (s.config.filter === null && s.notBeforeMs === 0) return s.cursor;
+    const end = Math.min(t.lastSeq, s.cursor + limits.pullScanRecordsMax);
+    for (let seq = s.cursor; seq <= end; seq++) {
+      const m = this.store.get(t.id, seq);
+      if (m && s.wants(m)) return seq;
+    }
+    return s.cursor;
   }
 
   /** Whether a pull now would find something (checked before proposing one). */
@@ -691,7 +714,8 @@ export function parseAckId(ackId: string): { seq: number; token: number } | unde
   if (dot <= 0 || dot > 12 || ackId.length - dot > 13) return undefined;
   const seqPart = ackId.slice(0, dot);
   const tokenPart = ackId.slice(dot + 1);
-  if (!/^[0-9a-z]+$/.test(seqPart) || !/^[0-9a-z]+$/.test(tokenPart)) return undefined;
+  // One spelling per ackId: no leading zeros.
+  if (!/^(0|[1-9a-z][0-9a-z]*)$/.test(seqPart) || !/^[1-9a-z][0-9a-z]*$/.test(tokenPart)) return undefined;
   const seq = parseInt(seqPart, 36);
   const token = parseInt(tokenPart, 36);
   if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(token) || token === 0) return undefined;

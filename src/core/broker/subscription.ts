@@ -38,6 +38,7 @@ export interface SubscriptionSnapshot {
   delivered: number;
   acked: number;
   deadLettered: number;
+  notBeforeMs: number;
 }
 
 export class SubscriptionState {
@@ -53,6 +54,9 @@ export class SubscriptionState {
   acked = 0;
   deadLettered = 0;
   filter: CompiledFilter;
+  /** Messages published before this time are not for this subscription (a start or seek time that
+   * was in the future when it was set). */
+  notBeforeMs = 0;
 
   constructor(
     readonly id: number,
@@ -62,6 +66,11 @@ export class SubscriptionState {
     public cursor: number,
   ) {
     this.filter = compileFilter(config.filter);
+  }
+
+  /** Whether a message is for this subscription: after its start time and through its filter. */
+  wants(m: { publishTimeMs: number; tags?: string[]; routingKey?: string }): boolean {
+    return m.publishTimeMs >= this.notBeforeMs && this.filter(m);
   }
 
   setConfig(config: SubscriptionConfig): void {
@@ -166,6 +175,7 @@ export class SubscriptionState {
       delivered: this.delivered,
       acked: this.acked,
       deadLettered: this.deadLettered,
+      notBeforeMs: this.notBeforeMs,
     };
   }
 
@@ -175,6 +185,7 @@ export class SubscriptionState {
     sub.delivered = s.delivered;
     sub.acked = s.acked;
     sub.deadLettered = s.deadLettered;
+    sub.notBeforeMs = s.notBeforeMs;
     sub.deadLetteredSeqs = [...s.deadLetteredSeqs];
     for (const [k, q] of s.keyQueues) sub.keyQueues.set(k, [...q]);
     for (const r of s.pending) {

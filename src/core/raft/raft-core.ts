@@ -622,6 +622,12 @@ export class RaftCore {
     this.msgs.push(m);
   }
 
+  /** The leader's knowledge of a member's log (0 when unknown or not leading). */
+  matchIndex(id: NodeId): number {
+    if (this.role !== 'leader') return id === this.id ? this.log.stableLastIndex() : 0;
+    return this.prs.get(id)?.match ?? 0;
+  }
+
   /** The transport could not deliver a snapshot: go back to probing. */
   reportSnapshotFailed(to: NodeId): void {
     const pr = this.prs.get(to);

@@ -13,17 +13,15 @@ export async function operationsRoutes(app: FastifyInstance, { node }: AppDeps):
 
   app.get('/healthz', async () => ({ ok: true }));
 
-  // One node is its own leader; it is ready once it has replayed its log (before it listens).
-  app.get('/readyz', async () => ({ ready: true, appliedIndex: node.applied, commitIndex: node.commitIndex }));
+  // Ready: a leader is known and this node has applied everything it knows to be committed.
+  app.get('/readyz', async (_req, reply) => {
+    const ready = node.leaderId !== 0 && node.applied >= node.commitIndex;
+    reply.status(ready ? 200 : 503);
+    if (!ready) reply.header('retry-after', '1');
+    return { ready, leaderId: node.leaderId ? String(node.leaderId) : null, appliedIndex: node.applied, commitIndex: node.commitIndex };
+  });
 
-  app.get('/v1/cluster', async () => ({
-    nodeId: '1',
-    leaderId: '1',
-    term: node.term,
-    commitIndex: node.commitIndex,
-    appliedIndex: node.applied,
-    members: [{ id: '1', address: 'local', role: 'leader', matchIndex: node.commitIndex }],
-  }));
+  app.get('/v1/cluster', async () => node.clusterStatus());
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', register.contentType);

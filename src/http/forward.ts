@@ -1,0 +1,38 @@
+/**
+ * Any node answers any request: a follower passes API calls on to the leader over HTTP and streams
+ * the answer back. With no leader known it answers 503 NoLeader with Retry-After.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Agent, request as undiciRequest } from 'undici';
+import { HeraldError } from './errors.js';
+
+const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer', 'host']);
+
+const agent = new Agent({ keepAliveTimeout: 30_000, connections: 128, headersTimeout: 60_000, bodyTimeout: 60_000 });
+
+export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, leaderBase: string): Promise<FastifyReply> {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || hopByHop.has(k)) continue;
+    headers[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  headers['x-herald-forwarded'] = '1';
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'DELETE';
+  let res;
+  try {
+    res = await undiciRequest(leaderBase + req.url, {
+      method: req.method as 'GET',
+      headers,
+      body: hasBody ? req.raw : null,
+      dispatcher: agent,
+    });
+  } catch (error) {
+    throw new HeraldError('Unavailable', `the leader did not answer: ${(error as Error).message}`, 1);
+  }
+  reply.status(res.statusCode);
+  for (const [k, v] of Object.entries(res.headers)) {
+    if (v === undefined || hopByHop.has(k) || k === 'content-length') continue;
+    reply.header(k, v);
+  }
+  return reply.send(res.body);
+}
