@@ -18,6 +18,8 @@ export interface NodeConfig {
   snapshotEntries: number | undefined;
   /** Absent: a single node. */
   cluster: ClusterConfig | undefined;
+  /** Push URLs may point at loopback, private, link-local or metadata addresses. */
+  allowPrivateWebhooks: boolean;
 }
 
 function port(value: string): number {
@@ -59,6 +61,7 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     .option('--raft-port <port>', 'port for Raft peers (HERALD_RAFT_PORT)', port, env.HERALD_RAFT_PORT ? port(env.HERALD_RAFT_PORT) : undefined)
     .option('--peers <list>', 'cluster members as id@host:raftPort:httpPort,... (HERALD_PEERS)', parsePeers, env.HERALD_PEERS ? parsePeers(env.HERALD_PEERS) : undefined)
     .option('--cluster-secret <secret>', 'shared secret peers prove they know (HERALD_CLUSTER_SECRET)', env.HERALD_CLUSTER_SECRET)
+    .option('--allow-private-webhooks', 'let push URLs point at loopback and private addresses (HERALD_WEBHOOK_ALLOW_PRIVATE=1)', env.HERALD_WEBHOOK_ALLOW_PRIVATE === '1')
     .exitOverride();
   program.parse(argv, { from: 'user' });
   const o = program.opts<{
@@ -70,6 +73,7 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     raftPort?: number;
     peers?: PeerAddress[];
     clusterSecret?: string;
+    allowPrivateWebhooks: boolean;
   }>();
   let cluster: ClusterConfig | undefined;
   if (o.peers || o.nodeId !== undefined) {
@@ -81,5 +85,5 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     }
     cluster = { nodeId: o.nodeId, raftPort: o.raftPort ?? self.raftPort, peers: o.peers, secret: o.clusterSecret };
   }
-  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries, cluster };
+  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries, cluster, allowPrivateWebhooks: o.allowPrivateWebhooks };
 }

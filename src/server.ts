@@ -47,7 +47,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   deliver = (m) => node.receive(m);
   const pull = new PullService(node);
   const peerHttp = new Map((cluster?.peers ?? []).map((p) => [p.id, `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`]));
-  const app = buildApp({ node, pull, leaderUrl: (id) => peerHttp.get(id) });
+  const app = buildApp({ node, pull, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

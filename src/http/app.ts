@@ -17,9 +17,14 @@ import { operationsRoutes } from './routes/operations.js';
 export interface AppDeps {
   node: HeraldNode;
   pull: PullService;
+  /** Whether push URLs may point at loopback, private, link-local or metadata addresses. */
+  allowPrivateWebhooks?: boolean;
   /** The HTTP base URL of a cluster member (for forwarding to the leader). */
   leaderUrl?: (id: number) => string | undefined;
 }
+
+/** How much of an oversized body is read and dropped before the connection is cut. */
+const oversizedBodyDrainBytesMax = 64 * 1024 * 1024;
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
@@ -31,6 +36,20 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: 65_000,
     requestTimeout: 120_000,
     return503OnClosing: true,
+    // Names are up to 128 characters; percent-encoding can triple that. The schema says what is too long.
+    maxParamLength: 1024,
+    // Errors fastify raises before routing (bad URL encoding, ...) get the contract's body too.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as unknown as { code(n: number): { send(b: unknown): void } })
+        .code(400)
+        .send({ error: { code: 'InvalidRequest', message: error.message } });
+    },
+    // Requests the HTTP parser cannot read at all (unknown method, oversized request line or headers).
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const body = JSON.stringify({ error: { code: 'InvalidRequest', message: `unreadable request: ${(error as NodeJS.ErrnoException).code ?? error.message}` } });
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    },
   });
 
   // Followers pass API calls to the leader; a call forwarded once is never forwarded again (no loops).
@@ -54,6 +73,17 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const { status, code, message, retryAfterSeconds } = toContractError(error);
     if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
     if (status >= 500) request.log.error(error);
+    if (status === 413 && !request.raw.readableEnded) {
+      // Read and drop the rest of an oversized body (bounded), so the client sees the 413 instead of
+      // a connection reset while it is still sending.
+      let drained = 0;
+      request.raw.on('data', (chunk: Buffer) => {
+        drained += chunk.length;
+        if (drained > oversizedBodyDrainBytesMax) request.raw.destroy();
+      });
+      request.raw.resume();
+      reply.header('connection', 'close');
+    }
     reply.status(status).send({ error: { code, message } });
   });
   app.setNotFoundHandler((request, reply) => {

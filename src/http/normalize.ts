@@ -6,6 +6,7 @@ import { limits } from '../core/limits.js';
 import type { PushConfig, RetryPolicy, StartAt, SubscriptionConfig, TopicConfig } from '../core/broker/types.js';
 import type { PublishItem, SubscriptionPatch } from '../core/broker/commands.js';
 import { HeraldError, invalid } from './errors.js';
+import { isBlockedHost } from '../delivery/ssrf.js';
 import type { PublishBody, QueueBody, SubscriptionBody, SubscriptionPatchBody, TopicConfigBody } from './schemas.js';
 
 export function topicConfig(body: TopicConfigBody | undefined): TopicConfig {
@@ -63,7 +64,12 @@ function retryPolicy(body: SubscriptionBody['retry']): RetryPolicy {
   }
 }
 
-function pushConfig(body: NonNullable<SubscriptionBody['push']>): PushConfig {
+/** What the node allows beyond the contract's defaults. */
+export interface NormalizeOptions {
+  allowPrivateWebhooks: boolean;
+}
+
+function pushConfig(body: NonNullable<SubscriptionBody['push']>, opts: NormalizeOptions): PushConfig {
   let url: URL;
   try {
     url = new URL(body.url);
@@ -71,6 +77,10 @@ function pushConfig(body: NonNullable<SubscriptionBody['push']>): PushConfig {
     throw invalid('push.url is not a URL');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalid('push.url must be http or https');
+  if (url.username || url.password) throw invalid('push.url must not carry credentials; use push.headers');
+  if (!opts.allowPrivateWebhooks && isBlockedHost(url.hostname)) {
+    throw invalid('push.url points at a loopback, private, link-local or metadata address (see --allow-private-webhooks)');
+  }
   return {
     url: body.url,
     headers: body.headers ?? {},
@@ -93,12 +103,12 @@ function startAt(body: SubscriptionBody['startAt']): StartAt {
   return { time: body.time, timeMs: parseTime(body.time, 'startAt.time') };
 }
 
-export function subscriptionConfig(body: Omit<SubscriptionBody, 'topic'>, topic: string): SubscriptionConfig {
+export function subscriptionConfig(body: Omit<SubscriptionBody, 'topic'>, topic: string, opts: NormalizeOptions): SubscriptionConfig {
   const deadLetter = body.deadLetter ? { topic: body.deadLetter.topic, maxDeliveries: body.deadLetter.maxDeliveries ?? 16 } : null;
   if (deadLetter && deadLetter.topic === topic) throw invalid('deadLetter.topic must differ from the subscription topic');
   return {
     topic,
-    push: body.push ? pushConfig(body.push) : null,
+    push: body.push ? pushConfig(body.push, opts) : null,
     filter: filterConfig(body.filter),
     ackDeadlineSeconds: body.ackDeadlineSeconds ?? limits.ackDeadlineSecondsDefault,
     retry: retryPolicy(body.retry),
@@ -108,9 +118,9 @@ export function subscriptionConfig(body: Omit<SubscriptionBody, 'topic'>, topic:
   };
 }
 
-export function subscriptionPatch(body: SubscriptionPatchBody, topic: string): SubscriptionPatch {
+export function subscriptionPatch(body: SubscriptionPatchBody, topic: string, opts: NormalizeOptions): SubscriptionPatch {
   const patch: SubscriptionPatch = {};
-  if (body.push !== undefined) patch.push = body.push ? pushConfig(body.push) : null;
+  if (body.push !== undefined) patch.push = body.push ? pushConfig(body.push, opts) : null;
   if (body.filter !== undefined) patch.filter = filterConfig(body.filter);
   if (body.ackDeadlineSeconds !== undefined) patch.ackDeadlineSeconds = body.ackDeadlineSeconds;
   if (body.retry !== undefined) patch.retry = retryPolicy(body.retry);
@@ -121,13 +131,13 @@ export function subscriptionPatch(body: SubscriptionPatchBody, topic: string): S
   return patch;
 }
 
-export function queueConfigs(name: string, body: QueueBody | undefined): { topic: TopicConfig; subscription: SubscriptionConfig } {
+export function queueConfigs(name: string, body: QueueBody | undefined, opts: NormalizeOptions): { topic: TopicConfig; subscription: SubscriptionConfig } {
   const { retentionSeconds, maxMessageBytes, dedupWindowSeconds, ...sub } = body ?? {};
   const topicBody: TopicConfigBody = {};
   if (retentionSeconds !== undefined) topicBody.retentionSeconds = retentionSeconds;
   if (maxMessageBytes !== undefined) topicBody.maxMessageBytes = maxMessageBytes;
   if (dedupWindowSeconds !== undefined) topicBody.dedupWindowSeconds = dedupWindowSeconds;
-  return { topic: topicConfig(topicBody), subscription: subscriptionConfig({ startAt: 'earliest', ...sub }, name) };
+  return { topic: topicConfig(topicBody), subscription: subscriptionConfig({ startAt: 'earliest', ...sub }, name, opts) };
 }
 
 const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;

@@ -27,7 +27,7 @@ export type TopicConfigBody = Static<typeof TopicConfigBody>;
 const Push = Type.Object(
   {
     url: Type.String({ minLength: 1, maxLength: 2048 }),
-    headers: Opt(Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Type.String({ maxLength: 4096 }), { maxProperties: 32 })),
+    headers: Opt(Type.Record(Type.String(), Type.String({ maxLength: 4096 }), { maxProperties: 32, propertyNames: { minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' } })),
     format: Opt(Type.Union([Type.Literal('json'), Type.Literal('raw'), Type.Literal('cloudevents')])),
     timeoutMs: Opt(Int(100, 120_000)),
     maxInFlight: Opt(Int(1, 1000)),
@@ -120,11 +120,11 @@ export const PublishBody = Type.Object(
           data: Type.String(),
           encoding: Opt(Type.Union([Type.Literal('utf8'), Type.Literal('base64')])),
           attributes: Opt(
-            Type.Record(
-              Type.String({ minLength: 1, maxLength: limits.attributeNameLengthMax }),
-              Type.String({ maxLength: limits.attributeValueLengthMax }),
-              { maxProperties: limits.attributesPerMessageMax },
-            ),
+            // TypeBox drops a Record's key constraints when it compiles to JSON Schema: say them as propertyNames.
+            Type.Record(Type.String(), Type.String({ maxLength: limits.attributeValueLengthMax }), {
+              maxProperties: limits.attributesPerMessageMax,
+              propertyNames: { minLength: 1, maxLength: limits.attributeNameLengthMax },
+            }),
           ),
           tags: Opt(Type.Array(Type.String({ minLength: 1, maxLength: limits.tagLengthMax }), { maxItems: limits.tagsPerMessageMax })),
           routingKey: Opt(Type.String({ minLength: 1, maxLength: limits.routingKeyLengthMax })),

@@ -6,6 +6,7 @@
  * then sends the core's messages, and advances the core. Time enters here and only here: the tick
  * timer, and `clock`, stamped into each command.
  */
+import { createHash } from 'node:crypto';
 import { assert } from '../core/assert.js';
 import { limits } from '../core/limits.js';
 import { BrokerMachine, type Effect, type Reply } from '../core/broker/machine.js';
@@ -157,6 +158,11 @@ export class HeraldNode {
       appliedIndex: this.appliedIndex,
       members: [...conf.voters.map((id) => member(id, false)), ...conf.learners.map((id) => member(id, true))],
     };
+  }
+
+  /** A hash of the applied broker state (for comparing replicas in tests and checks). */
+  stateDigest(): string {
+    return createHash('sha256').update(encodeCommand(this.machine.snapshot())).digest('hex');
   }
 
   now(): number {

@@ -112,3 +112,91 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** Free loopback ports, found by binding port 0. */
+export async function freePorts(n: number): Promise<number[]> {
+  const { createServer } = await import('node:net');
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<import('node:net').Server>((res) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => res(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
+  return ports;
+}
+
+export interface ClusterNodeSpec {
+  id: number;
+  httpPort: number;
+  raftPort: number;
+  dataDir: string;
+}
+
+/** A local cluster of real node processes; `peerRaftPort` lets a test route a node's peers through proxies. */
+export class TestCluster {
+  readonly nodes = new Map<number, HeraldProcess>();
+  readonly secret = 'test-cluster-secret-0123456789';
+  constructor(readonly specs: ClusterNodeSpec[]) {}
+
+  static async create(size: number): Promise<TestCluster> {
+    const ports = await freePorts(size * 2);
+    return new TestCluster(
+      Array.from({ length: size }, (_, i) => ({ id: i + 1, httpPort: ports[2 * i]!, raftPort: ports[2 * i + 1]!, dataDir: tempDataDir(`herald-node${i + 1}-`) })),
+    );
+  }
+
+  peersArg(raftPortOf: (spec: ClusterNodeSpec) => number = (s) => s.raftPort): string {
+    return this.specs.map((s) => `${s.id}@127.0.0.1:${raftPortOf(s)}:${s.httpPort}`).join(',');
+  }
+
+  async start(id: number, peers = this.peersArg()): Promise<HeraldProcess> {
+    const s = this.specs.find((x) => x.id === id)!;
+    const p = await startHerald({
+      dataDir: s.dataDir,
+      env: { HERALD_CLUSTER_SECRET: this.secret },
+      args: ['--node-id', String(id), '--raft-port', String(s.raftPort), '--peers', peers, '--port', String(s.httpPort)],
+    });
+    this.nodes.set(id, p);
+    return p;
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.specs.map((s) => this.start(s.id)));
+  }
+
+  url(id: number): string {
+    return `http://127.0.0.1:${this.specs.find((x) => x.id === id)!.httpPort}`;
+  }
+
+  /** The leader as a majority of the running nodes see it, polled until there is one. */
+  async leader(timeoutMs = 10_000): Promise<number> {
+    return eventually<number | undefined>(async () => {
+      const views = await Promise.all(
+        [...this.nodes.keys()].map(async (id) => {
+          try {
+            return (await api(this.url(id), 'GET', '/v1/cluster')).body.leaderId as string | null;
+          } catch {
+            return null;
+          }
+        }),
+      );
+      const counts = new Map<string, number>();
+      for (const v of views) if (v) counts.set(v, (counts.get(v) ?? 0) + 1);
+      for (const [id, c] of counts) if (c > this.nodes.size / 2 && this.nodes.has(Number(id))) return Number(id);
+      return undefined;
+    }, timeoutMs, 50) as Promise<number>;
+  }
+
+  async kill(id: number): Promise<void> {
+    await this.nodes.get(id)?.kill();
+    this.nodes.delete(id);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((n) => n.kill()));
+    this.nodes.clear();
+    for (const s of this.specs) removeDataDir(s.dataDir);
+  }
+}

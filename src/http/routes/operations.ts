@@ -21,7 +21,11 @@ export async function operationsRoutes(app: FastifyInstance, { node }: AppDeps):
     return { ready, leaderId: node.leaderId ? String(node.leaderId) : null, appliedIndex: node.applied, commitIndex: node.commitIndex };
   });
 
-  app.get('/v1/cluster', async () => node.clusterStatus());
+  // `?digest=1` adds a hash of this node's applied broker state, so replicas can be compared.
+  app.get<{ Querystring: { digest?: string } }>('/v1/cluster', async (req) => ({
+    ...node.clusterStatus(),
+    ...(req.query.digest === '1' ? { stateDigest: node.stateDigest() } : {}),
+  }));
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', register.contentType);

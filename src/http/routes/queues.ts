@@ -14,12 +14,13 @@ function queueInfo(node: HeraldNode, name: string) {
   return { topic: topicInfoOr404(node, name), subscription: subscriptionInfoOr404(node, name) };
 }
 
-export async function queueRoutes(app: FastifyInstance, { node, pull }: AppDeps): Promise<void> {
+export async function queueRoutes(app: FastifyInstance, { node, pull, allowPrivateWebhooks }: AppDeps): Promise<void> {
+  const opts = { allowPrivateWebhooks: allowPrivateWebhooks ?? false };
   app.put<NameReq & { Body: QueueBody | undefined }>(
     '/v1/queues/:name',
     { schema: { params: NameParams, body: QueueBody } },
     async (req, reply) => {
-      const { topic, subscription } = queueConfigs(req.params.name, req.body);
+      const { topic, subscription } = queueConfigs(req.params.name, req.body, opts);
       const r = expectOk<{ ok: true; created: boolean }>(
         await node.propose({ type: 'create-queue', name: req.params.name, topic, subscription }),
       );

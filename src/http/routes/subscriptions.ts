@@ -91,14 +91,15 @@ function isGone(req: FastifyRequest): boolean {
   return req.raw.socket?.destroyed ?? true;
 }
 
-export async function subscriptionRoutes(app: FastifyInstance, { node, pull }: AppDeps): Promise<void> {
+export async function subscriptionRoutes(app: FastifyInstance, { node, pull, allowPrivateWebhooks }: AppDeps): Promise<void> {
+  const opts = { allowPrivateWebhooks: allowPrivateWebhooks ?? false };
   app.put<NameReq & { Body: SubscriptionBody }>(
     '/v1/subscriptions/:name',
     { schema: { params: NameParams, body: SubscriptionBody } },
     async (req, reply) => {
       const { topic, ...rest } = req.body;
       const r = expectOk<{ ok: true; created: boolean }>(
-        await node.propose({ type: 'create-subscription', name: req.params.name, config: subscriptionConfig(rest, topic) }),
+        await node.propose({ type: 'create-subscription', name: req.params.name, config: subscriptionConfig(rest, topic, opts) }),
       );
       reply.status(r.created ? 201 : 200);
       return subscriptionInfoOr404(node, req.params.name);
@@ -122,7 +123,7 @@ export async function subscriptionRoutes(app: FastifyInstance, { node, pull }: A
       const config = node.machine.subscriptionConfig(req.params.name);
       if (!config) throw new HeraldError('SubscriptionNotFound', `subscription ${req.params.name} not found`);
       expectOk(
-        await node.propose({ type: 'update-subscription', name: req.params.name, patch: subscriptionPatch(req.body, config.topic) }),
+        await node.propose({ type: 'update-subscription', name: req.params.name, patch: subscriptionPatch(req.body, config.topic, opts) }),
       );
       return subscriptionInfoOr404(node, req.params.name);
     },
