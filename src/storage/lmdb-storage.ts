@@ -1,15 +1,17 @@
 /**
- * Herald's one LMDB environment: the raft log and hard state, the broker snapshot, and the topics'
- * messages. One write transaction per driver step carries new log entries, the message writes of the
- * commands applied since the last step and, now and then, a broker snapshot; it is fsynced before its
- * promise resolves (`overlappingSync: false`), so a resolved step is on disk.
+ * Herald's storage: one LMDB environment (the raft log and hard state, broker snapshots, and the index
+ * of messages) plus segment files holding message bodies (segments.ts). One LMDB write transaction per
+ * driver step carries new log entries, the message index writes of the commands applied since the
+ * last step and, now and then, a broker snapshot; it is fsynced before its promise resolves
+ * (`overlappingSync: false`), so a resolved step is on disk.
  *
- * Message writes are applied to the in-memory state first and reach LMDB in the next step; until then
- * reads are served from `pendingPuts`. Deletes (retention, dropped topics) are held back until a step
- * that also writes a snapshot covering them: a restart replays the log from the snapshot over the
+ * Message writes are applied to the in-memory state first and reach storage in the next step; until
+ * then reads are served from `pendingPuts`. Deletes (retention, dropped topics) are held back until a
+ * step that also writes a snapshot covering them: a restart replays the log from the snapshot over the
  * message store, and replaying must find every message the snapshot's state still refers to. Puts need
  * no such care: replaying a command writes the same message at the same seq again.
  */
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
@@ -17,10 +19,11 @@ import type { BrokerSnapshot } from '../core/broker/machine.js';
 import type { MessageStore, StoredMessage } from '../core/broker/types.js';
 import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
+import { decodeRecord, encodeRecord, SegmentFiles, type Location } from './segments.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-/** Keys deleted per step when a dropped topic's messages are cleared, so a step stays short. */
+/** Index entries removed per step when a dropped topic's messages are cleared, so a step stays short. */
 const dropKeysPerStepMax = 20_000;
 
 export interface StepWrite {
@@ -45,19 +48,37 @@ export interface LoadedState {
   snapshot: { meta: SnapshotMeta; state: BrokerSnapshot } | null;
 }
 
+type DeferredDelete = { type: 'range'; topicId: number; from: number; to: number } | { type: 'drop'; topicId: number };
+
 const noSnapshot = (conf: ConfState): SnapshotMeta => ({ index: 0, term: 0, conf });
 
-type DeferredDelete = { type: 'range'; topicId: number; from: number; to: number } | { type: 'drop'; topicId: number };
+function encodeLocation(loc: Location): Buffer {
+  const b = Buffer.allocUnsafe(12);
+  b.writeUInt32BE(loc.segment, 0);
+  b.writeUInt32BE(loc.offset, 4);
+  b.writeUInt32BE(loc.length, 8);
+  return b;
+}
+
+function decodeLocation(b: Buffer): Location {
+  assert(b.length === 12, 'message index entry is not 12 bytes');
+  return { segment: b.readUInt32BE(0), offset: b.readUInt32BE(4), length: b.readUInt32BE(8) };
+}
 
 export class LmdbStorage implements MessageStore, LogReader {
   private readonly root: RootDatabase;
   private readonly log: Database<Buffer, [number, number]>;
   private readonly meta: Database<unknown, [number, string]>;
-  private readonly messages: Database<StoredForm, [number, number]>;
+  /** [topicId, seq] → where the body is: 12 bytes. */
+  private readonly index: Database<Buffer, [number, number]>;
+  /** segment id → index entries pointing into it. */
+  private readonly segmentLive: Database<number, number>;
+  private readonly segments: SegmentFiles;
+  private readonly liveCounts = new Map<number, number>();
   private pendingPuts = new Map<number, Map<number, StoredMessage>>();
   private putQueue: [number, StoredMessage][] = [];
   private deferredDeletes: DeferredDelete[] = [];
-  /** Dropped topics whose keys are still being cleared, a bounded number per step. */
+  /** Dropped topics whose index entries are still being cleared, a bounded number per step. */
   private dropping: number[] = [];
   /** The persisted log's bounds and latest snapshot, kept in memory for the Raft core's reads. */
   private logFirstIndex = 1;
@@ -70,14 +91,19 @@ export class LmdbStorage implements MessageStore, LogReader {
     options: { mapSizeBytes?: number } = {},
   ) {
     this.root = open({
-      path,
+      path: join(path, 'herald.mdb'),
       maxDbs: 8,
       overlappingSync: false,
       ...(options.mapSizeBytes ? { mapSize: options.mapSizeBytes } : {}),
     });
     this.log = this.root.openDB({ name: 'raft-log', encoding: 'binary' });
     this.meta = this.root.openDB({ name: 'meta', encoding: 'msgpack' });
-    this.messages = this.root.openDB({ name: 'messages', encoding: 'msgpack' });
+    this.index = this.root.openDB({ name: 'message-index', encoding: 'binary' });
+    this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
+    this.segments = new SegmentFiles(join(path, 'segments'));
+    for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
+    // Segments nothing points into (their last entry went just before a crash) are garbage.
+    for (const id of this.segments.list()) if (!this.liveCounts.get(id)) this.segments.remove(id);
     this.snapshotMeta = noSnapshot({ voters: [], learners: [] });
   }
 
@@ -93,8 +119,9 @@ export class LmdbStorage implements MessageStore, LogReader {
   get(topicId: number, seq: number): StoredMessage | undefined {
     const pending = this.pendingPuts.get(topicId)?.get(seq);
     if (pending) return pending;
-    const stored = this.messages.get([topicId, seq]);
-    return stored ? ({ ...stored, seq } as StoredMessage) : undefined;
+    const loc = this.index.getBinaryFast([topicId, seq]);
+    if (!loc) return undefined;
+    return decodeRecord(seq, this.segments.read(decodeLocation(loc)));
   }
 
   deleteRange(topicId: number, fromSeq: number, toSeqExclusive: number): void {
@@ -110,7 +137,7 @@ export class LmdbStorage implements MessageStore, LogReader {
   /** Reads what a restart needs; `initialConf` is the membership when no snapshot says otherwise. */
   load(initialConf: ConfState): LoadedState {
     const hardState = (this.meta.get([this.group, 'hard-state']) as HardState | undefined) ?? null;
-    const snap = this.meta.get([this.group, 'snapshot']) as { meta: SnapshotMeta; state: Buffer } | undefined;
+    const snap = this.loadSnapshotState();
     this.snapshotMeta = snap?.meta ?? noSnapshot(initialConf);
     this.logFirstIndex = this.snapshotMeta.index + 1;
     this.logLastIndex = this.snapshotMeta.index;
@@ -120,7 +147,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     for (const key of this.log.getKeys({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
       this.logLastIndex = Math.max(this.logLastIndex, key[1]);
     }
-    return { hardState, snapshot: snap ? { meta: snap.meta, state: packr.unpack(snap.state) as BrokerSnapshot } : null };
+    return { hardState, snapshot: snap };
   }
 
   /** The latest persisted broker snapshot with its metadata. */
@@ -143,7 +170,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     if (index === this.snapshotMeta.index) return this.snapshotMeta.term;
     if (index < this.logFirstIndex || index > this.logLastIndex) return undefined;
     const value = this.log.getBinaryFast([this.group, index]);
-    assert(value !== undefined && value.length >= 8, `log entry ${index} is missing`);
+    assert(value !== undefined && value.length >= 9, `log entry ${index} is missing`);
     return value.readDoubleBE(0);
   }
 
@@ -186,23 +213,44 @@ export class LmdbStorage implements MessageStore, LogReader {
 
   /** One durable write transaction. Resolves when it is on disk. */
   async step(write: StepWrite): Promise<void> {
-    const puts = this.putQueue;
-    this.putQueue = [];
-    const deletes = write.snapshot ? this.deferredDeletes : [];
-    if (write.snapshot) this.deferredDeletes = [];
-    const lastWritten = write.entries.length > 0 ? write.entries[write.entries.length - 1]!.index : undefined;
-    const truncating = lastWritten !== undefined && lastWritten < this.logLastIndex;
     const install = write.install;
+    let puts = this.putQueue;
+    this.putQueue = [];
     if (install) {
       this.pendingPuts.clear();
       this.deferredDeletes = [];
       this.dropping = [];
+      puts = install.payload.messages.flatMap(([topicId, list]) => list.map((m) => [topicId, m] as [number, StoredMessage]));
     }
+    const deletes = write.snapshot ? this.deferredDeletes : [];
+    if (write.snapshot) this.deferredDeletes = [];
+    const lastWritten = write.entries.length > 0 ? write.entries[write.entries.length - 1]!.index : undefined;
+    const truncating = lastWritten !== undefined && lastWritten < this.logLastIndex;
+
+    // Bodies first, into the segment files; the index entries that point at them go in the transaction.
+    const locations = this.segments.append(puts.map(([, m]) => encodeRecord(m)));
+    // A snapshot must only refer to message bodies that are on disk.
+    if (write.snapshot || install) await this.segments.sync();
+    const changed = new Set<number>();
+    const addLive = (segment: number, delta: number) => {
+      this.liveCounts.set(segment, (this.liveCounts.get(segment) ?? 0) + delta);
+      changed.add(segment);
+    };
+    const unindex = (key: [number, number]) => {
+      const old = this.index.getBinaryFast(key);
+      if (!old) return;
+      addLive(decodeLocation(old).segment, -1);
+      this.index.removeSync(key);
+    };
+
     await this.root.transaction(() => {
       if (install) {
         // The leader's snapshot replaces everything this node had.
-        this.messages.clearSync();
-        for (const [topicId, list] of install.payload.messages) for (const m of list) this.messages.putSync([topicId, m.seq], storedForm(m));
+        this.index.clearSync();
+        for (const id of this.liveCounts.keys()) {
+          this.liveCounts.set(id, 0);
+          changed.add(id);
+        }
         for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
         this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.payload.state) });
       }
@@ -214,23 +262,32 @@ export class LmdbStorage implements MessageStore, LogReader {
         }
       }
       if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
-      for (const [topicId, m] of puts) this.messages.putSync([topicId, m.seq], storedForm(m));
+      for (let i = 0; i < puts.length; i++) {
+        const key: [number, number] = [puts[i]![0], puts[i]![1].seq];
+        if (!install) unindex(key); // a replayed put replaces the copy written before the restart
+        this.index.putSync(key, encodeLocation(locations[i]!));
+        addLive(locations[i]!.segment, 1);
+      }
       if (write.snapshot) {
         const { meta, state, compactTo } = write.snapshot;
         this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
         for (const d of deletes) {
-          if (d.type === 'range') {
-            for (let seq = d.from; seq < d.to; seq++) this.messages.removeSync([d.topicId, seq]);
-          } else {
-            this.dropping.push(d.topicId);
-          }
+          if (d.type === 'range') for (let seq = d.from; seq < d.to; seq++) unindex([d.topicId, seq]);
+          else this.dropping.push(d.topicId);
         }
         for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
           this.log.removeSync(key);
         }
       }
-      this.clearDropping();
+      this.clearDropping(unindex);
+      for (const id of changed) {
+        const n = this.liveCounts.get(id)!;
+        assert(n >= 0, `segment ${id} live count went negative`);
+        if (n === 0) this.segmentLive.removeSync(id);
+        else this.segmentLive.putSync(id, n);
+      }
     });
+
     if (install) {
       this.snapshotMeta = install.meta;
       this.logFirstIndex = install.meta.index + 1;
@@ -242,27 +299,37 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.logFirstIndex = Math.max(this.logFirstIndex, write.snapshot.compactTo + 1);
       this.logLastIndex = Math.max(this.logLastIndex, write.snapshot.meta.index);
     }
-    // Now durable: reads may go to LMDB. Keep an entry only if a later write replaced it.
-    for (const [topicId, m] of puts) {
-      const topic = this.pendingPuts.get(topicId);
-      if (topic?.get(m.seq) === m) {
-        topic.delete(m.seq);
-        if (topic.size === 0) this.pendingPuts.delete(topicId);
+    // Segments nothing points into any more can go, now that the index says so durably.
+    for (const id of changed) {
+      if (this.liveCounts.get(id) === 0 && id !== this.segments.active) {
+        this.liveCounts.delete(id);
+        this.segments.remove(id);
+      }
+    }
+    // Now durable: reads may go to storage. Keep a pending entry only if a later write replaced it.
+    if (!install) {
+      for (const [topicId, m] of puts) {
+        const topic = this.pendingPuts.get(topicId);
+        if (topic?.get(m.seq) === m) {
+          topic.delete(m.seq);
+          if (topic.size === 0) this.pendingPuts.delete(topicId);
+        }
       }
     }
   }
 
-  private clearDropping(): void {
+  private clearDropping(unindex: (key: [number, number]) => void): void {
     let budget = dropKeysPerStepMax;
     while (this.dropping.length > 0 && budget > 0) {
       const topicId = this.dropping[0]!;
       let cleared = true;
-      for (const key of this.messages.getKeys({ start: [topicId, 0], end: [topicId, Number.MAX_SAFE_INTEGER] })) {
+      const keys = [...this.index.getKeys({ start: [topicId, 0], end: [topicId, Number.MAX_SAFE_INTEGER], limit: budget + 1 })];
+      for (const key of keys) {
         if (budget-- <= 0) {
           cleared = false;
           break;
         }
-        this.messages.removeSync(key);
+        unindex(key);
       }
       if (cleared) this.dropping.shift();
     }
@@ -270,15 +337,8 @@ export class LmdbStorage implements MessageStore, LogReader {
 
   async close(): Promise<void> {
     await this.root.close();
+    this.segments.close();
   }
-}
-
-/** A message as LMDB stores it: the seq is already in the key. */
-type StoredForm = Omit<StoredMessage, 'seq'>;
-
-function storedForm(m: StoredMessage): StoredForm {
-  const { seq: _seq, ...rest } = m;
-  return rest;
 }
 
 // Log entry layout: [term: float64][type: u8][data]. Binary, so the raft transport can ship it as is.

@@ -1,0 +1,239 @@
+/**
+ * Message bodies in append-only segment files (Kafka and NATS's filestore keep theirs the same way),
+ * indexed from LMDB. Bodies written with write(2) stay out of the process's address space, so a large
+ * backlog costs disk and page cache, not resident memory, which LMDB's memory map would charge for
+ * every page it touches. A segment is removed once no index entry points into it.
+ *
+ * Durability: segment writes are not fsynced per step. Every message was first made durable in the
+ * Raft log; a restart replays the log from the last snapshot and writes again any message applied
+ * after it. Before a snapshot is written, the segments are synced (`sync`), so every message the
+ * snapshot's state refers to is on disk.
+ */
+import { closeSync, fdatasync, fstatSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writevSync } from 'node:fs';
+import { join } from 'node:path';
+import { Packr } from 'msgpackr';
+import { assert } from '../core/assert.js';
+import type { StoredMessage } from '../core/broker/types.js';
+
+const packr = new Packr({ useRecords: false });
+
+/** A segment is closed for appends once it reaches this size. */
+export const segmentBytesMax = 64 * 1024 * 1024;
+/** Read file descriptors kept open (least recently used closed first). */
+const readFdsMax = 64;
+
+export interface Location {
+  segment: number;
+  offset: number;
+  length: number;
+}
+
+// Record layout: [f64 publishTimeMs][f64 visibleAtMs][u8 encoding 0 utf8 | 1 base64][u32 metaLength]
+// [meta: msgpack {a?, g?, r?, o?} or nothing][data]. The seq is the index key, not stored here.
+const headerBytes = 21;
+
+export function encodeRecord(m: StoredMessage): Buffer[] {
+  const meta: Record<string, unknown> = {};
+  let hasMeta = false;
+  if (m.attributes !== undefined) ((meta.a = m.attributes), (hasMeta = true));
+  if (m.tags !== undefined) ((meta.g = m.tags), (hasMeta = true));
+  if (m.routingKey !== undefined) ((meta.r = m.routingKey), (hasMeta = true));
+  if (m.orderingKey !== undefined) ((meta.o = m.orderingKey), (hasMeta = true));
+  const metaBytes = hasMeta ? packr.pack(meta) : undefined;
+  const header = Buffer.allocUnsafe(headerBytes);
+  header.writeDoubleBE(m.publishTimeMs, 0);
+  header.writeDoubleBE(m.visibleAtMs, 8);
+  header[16] = m.encoding === 'base64' ? 1 : 0;
+  header.writeUInt32BE(metaBytes?.length ?? 0, 17);
+  const data = Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  return metaBytes ? [header, metaBytes, data] : [header, data];
+}
+
+export function decodeRecord(seq: number, record: Buffer): StoredMessage {
+  assert(record.length >= headerBytes, `message ${seq} record is truncated`);
+  const metaLength = record.readUInt32BE(17);
+  assert(headerBytes + metaLength <= record.length, `message ${seq} record has a bad meta length`);
+  const m: StoredMessage = {
+    seq,
+    publishTimeMs: record.readDoubleBE(0),
+    visibleAtMs: record.readDoubleBE(8),
+    encoding: record[16] === 1 ? 'base64' : 'utf8',
+    data: record.subarray(headerBytes + metaLength),
+  };
+  if (metaLength > 0) {
+    const meta = packr.unpack(record.subarray(headerBytes, headerBytes + metaLength)) as {
+      a?: Record<string, string>;
+      g?: string[];
+      r?: string;
+      o?: string;
+    };
+    if (meta.a !== undefined) m.attributes = meta.a;
+    if (meta.g !== undefined) m.tags = meta.g;
+    if (meta.r !== undefined) m.routingKey = meta.r;
+    if (meta.o !== undefined) m.orderingKey = meta.o;
+  }
+  return m;
+}
+
+export class SegmentFiles {
+  private activeId: number;
+  private activeFd: number;
+  private activeSize: number;
+  private readonly readFds = new Map<number, number>();
+  /** Segments written since the last sync. */
+  private unsynced = new Set<number>();
+
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+    const ids = this.list();
+    this.activeId = ids.length > 0 ? ids[ids.length - 1]! : 1;
+    this.activeFd = openSync(this.path(this.activeId), 'a+');
+    this.activeSize = fstatSync(this.activeFd).size;
+  }
+
+  /** Segment ids on disk, ascending. */
+  list(): number[] {
+    return readdirSync(this.dir)
+      .filter((f) => /^\d{10}\.seg$/.test(f))
+      .map((f) => Number(f.slice(0, 10)))
+      .sort((a, b) => a - b);
+  }
+
+  get active(): number {
+    return this.activeId;
+  }
+
+  private path(id: number): string {
+    return join(this.dir, `${String(id).padStart(10, '0')}.seg`);
+  }
+
+  /** Appends records (each a list of buffers) in one write; returns where each landed. */
+  append(records: Buffer[][]): Location[] {
+    const out: Location[] = [];
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const flush = () => {
+      if (batch.length === 0) return;
+      let written = 0;
+      while (written < batchBytes) {
+        // writev may write less than asked; continue from where it stopped.
+        const n = writevSync(this.activeFd, written === 0 ? batch : sliceBuffers(batch, written));
+        written += n;
+      }
+      this.unsynced.add(this.activeId);
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const parts of records) {
+      const length = parts.reduce((n, p) => n + p.length, 0);
+      if (this.activeSize > 0 && this.activeSize + length > segmentBytesMax) {
+        flush();
+        this.rotate();
+      }
+      out.push({ segment: this.activeId, offset: this.activeSize, length });
+      for (const p of parts) batch.push(p);
+      batchBytes += length;
+      this.activeSize += length;
+      if (batch.length >= 512) flush(); // IOV_MAX is 1024
+    }
+    flush();
+    return out;
+  }
+
+  private rotate(): void {
+    this.unsynced.add(this.activeId);
+    // The old active fd stays usable for reads through the read cache; close it here.
+    closeSync(this.activeFd);
+    this.activeId++;
+    this.activeFd = openSync(this.path(this.activeId), 'a+');
+    this.activeSize = 0;
+  }
+
+  read(loc: Location): Buffer {
+    const fd = loc.segment === this.activeId ? this.activeFd : this.readFd(loc.segment);
+    const buf = Buffer.allocUnsafe(loc.length);
+    let got = 0;
+    while (got < loc.length) {
+      const n = readSync(fd, buf, got, loc.length - got, loc.offset + got);
+      assert(n > 0, `segment ${loc.segment} ends before ${loc.offset + loc.length}`);
+      got += n;
+    }
+    return buf;
+  }
+
+  private readFd(id: number): number {
+    let fd = this.readFds.get(id);
+    if (fd !== undefined) {
+      this.readFds.delete(id);
+      this.readFds.set(id, fd);
+      return fd;
+    }
+    fd = openSync(this.path(id), 'r');
+    this.readFds.set(id, fd);
+    if (this.readFds.size > readFdsMax) {
+      const [oldId, oldFd] = this.readFds.entries().next().value as [number, number];
+      this.readFds.delete(oldId);
+      closeSync(oldFd);
+    }
+    return fd;
+  }
+
+  /** Makes every write so far durable. */
+  async sync(): Promise<void> {
+    const ids = [...this.unsynced];
+    this.unsynced = new Set();
+    await Promise.all(
+      ids.map(
+        (id) =>
+          new Promise<void>((resolve, reject) => {
+            if (id === this.activeId) return fdatasync(this.activeFd, (e) => (e ? reject(e) : resolve()));
+            let fd: number;
+            try {
+              fd = openSync(this.path(id), 'r');
+            } catch {
+              return resolve(); // removed meanwhile: nothing to sync
+            }
+            fdatasync(fd, (e) => {
+              closeSync(fd);
+              return e ? reject(e) : resolve();
+            });
+          }),
+      ),
+    );
+  }
+
+  /** Removes a segment no index entry points into. Never the active one. */
+  remove(id: number): void {
+    if (id === this.activeId) return;
+    const fd = this.readFds.get(id);
+    if (fd !== undefined) {
+      closeSync(fd);
+      this.readFds.delete(id);
+    }
+    this.unsynced.delete(id);
+    try {
+      unlinkSync(this.path(id));
+    } catch {
+      /* already gone */
+    }
+  }
+
+  close(): void {
+    closeSync(this.activeFd);
+    for (const fd of this.readFds.values()) closeSync(fd);
+    this.readFds.clear();
+  }
+}
+
+function sliceBuffers(buffers: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of buffers) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    out.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}
