@@ -37,7 +37,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     requestTimeout: 120_000,
     return503OnClosing: true,
     // Names are up to 128 characters; percent-encoding can triple that. The schema says what is too long.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     // Errors fastify raises before routing (bad URL encoding, ...) get the contract's body too.
     frameworkErrors: (error, _request, reply) => {
       void (reply as unknown as { code(n: number): { send(b: unknown): void } })

@@ -84,6 +84,10 @@ export class LmdbStorage implements MessageStore, LogReader {
   private logFirstIndex = 1;
   private logLastIndex = 0;
   private snapshotMeta: SnapshotMeta;
+  /** Terms of the stored entries: terms[i] is the term of entry termsOffset + i. Reading a term from
+   * LMDB would copy the whole entry (and fault its pages into memory) to get 8 bytes. */
+  private terms: number[] = [];
+  private termsOffset = 1;
 
   constructor(
     path: string,
@@ -147,6 +151,12 @@ export class LmdbStorage implements MessageStore, LogReader {
     for (const key of this.log.getKeys({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
       this.logLastIndex = Math.max(this.logLastIndex, key[1]);
     }
+    this.termsOffset = this.logFirstIndex;
+    this.terms = [];
+    for (const { key, value } of this.log.getRange({ start: [this.group, this.logFirstIndex], end: [this.group, this.logLastIndex + 1] })) {
+      assert(key[1] === this.termsOffset + this.terms.length, `the log has a hole before ${key[1]}`);
+      this.terms.push(value.readDoubleBE(0));
+    }
     return { hardState, snapshot: snap };
   }
 
@@ -169,9 +179,9 @@ export class LmdbStorage implements MessageStore, LogReader {
   term(index: number): number | undefined {
     if (index === this.snapshotMeta.index) return this.snapshotMeta.term;
     if (index < this.logFirstIndex || index > this.logLastIndex) return undefined;
-    const value = this.log.getBinaryFast([this.group, index]);
-    assert(value !== undefined && value.length >= 9, `log entry ${index} is missing`);
-    return value.readDoubleBE(0);
+    const t = this.terms[index - this.termsOffset];
+    assert(t !== undefined, `no term for log entry ${index}`);
+    return t;
   }
 
   entries(lo: number, hi: number, bytesMax: number): Entry[] {
@@ -292,12 +302,27 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.snapshotMeta = install.meta;
       this.logFirstIndex = install.meta.index + 1;
       this.logLastIndex = install.meta.index;
+      this.terms = [];
+      this.termsOffset = this.logFirstIndex;
     }
-    if (lastWritten !== undefined) this.logLastIndex = lastWritten;
+    if (write.entries.length > 0) {
+      const first = write.entries[0]!.index;
+      if (this.terms.length === 0) this.termsOffset = first;
+      assert(first >= this.termsOffset && first <= this.termsOffset + this.terms.length, `entries from ${first} leave a hole in the log`);
+      this.terms.length = first - this.termsOffset;
+      for (const e of write.entries) this.terms.push(e.term);
+      this.logLastIndex = lastWritten!;
+    }
     if (write.snapshot) {
       this.snapshotMeta = write.snapshot.meta;
       this.logFirstIndex = Math.max(this.logFirstIndex, write.snapshot.compactTo + 1);
       this.logLastIndex = Math.max(this.logLastIndex, write.snapshot.meta.index);
+      const drop = Math.min(this.terms.length, this.logFirstIndex - this.termsOffset);
+      if (drop > 0) {
+        this.terms.splice(0, drop);
+        this.termsOffset += drop;
+      }
+      if (this.terms.length === 0) this.termsOffset = this.logFirstIndex;
     }
     // Segments nothing points into any more can go, now that the index says so durably.
     for (const id of changed) {
