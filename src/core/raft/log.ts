@@ -24,6 +24,10 @@ export class RaftLog {
   private unstable: Entry[] = [];
   /** The index of unstable[0]. */
   private offset: number;
+  /** Persisted entries not yet applied, kept in memory: applying them (and replicating them while
+   * fresh) needs no read back from storage. Covers [tailOffset, offset). */
+  private stableTail: Entry[] = [];
+  private tailOffset: number;
   /** A snapshot received from the leader, not yet persisted. */
   pendingSnapshot: { meta: SnapshotMeta; data: unknown } | undefined;
   committed: number;
@@ -36,6 +40,7 @@ export class RaftLog {
     applied: number,
   ) {
     this.offset = storage.lastIndex() + 1;
+    this.tailOffset = this.offset;
     this.committed = committed;
     this.applied = Math.max(applied, storage.firstIndex() - 1);
     assert(this.committed <= storage.lastIndex(), `commit ${committed} beyond the stored log ${storage.lastIndex()}`);
@@ -60,6 +65,7 @@ export class RaftLog {
     if (index === 0) return 0;
     if (this.pendingSnapshot && index === this.pendingSnapshot.meta.index) return this.pendingSnapshot.meta.term;
     if (index >= this.offset) return this.unstable[index - this.offset]?.term;
+    if (index >= this.tailOffset) return this.stableTail[index - this.tailOffset]!.term;
     if (this.pendingSnapshot && index < this.pendingSnapshot.meta.index) return undefined;
     return this.storage.term(index);
   }
@@ -91,6 +97,10 @@ export class RaftLog {
       // Replaces stored entries from `after` on: the driver overwrites them when it persists these.
       this.offset = after;
       this.unstable = [...entries];
+      if (after < this.tailOffset + this.stableTail.length) {
+        this.stableTail.length = Math.max(0, after - this.tailOffset);
+        if (this.stableTail.length === 0) this.tailOffset = after;
+      }
     } else {
       this.unstable = this.unstable.slice(0, after - this.offset).concat(entries);
     }
@@ -128,16 +138,16 @@ export class RaftLog {
     assert(lo >= this.firstIndex(), `slice from ${lo} below the first index ${this.firstIndex()}`);
     const out: Entry[] = [];
     let bytes = 0;
-    if (lo < this.offset) {
-      const stored = this.storage.entries(lo, Math.min(hi, this.offset), bytesMax);
+    if (lo < this.tailOffset) {
+      const stored = this.storage.entries(lo, Math.min(hi, this.tailOffset), bytesMax);
       for (const e of stored) {
         out.push(e);
         bytes += e.data.length;
       }
-      if (out.length < Math.min(hi, this.offset) - lo || bytes >= bytesMax) return out;
+      if (out.length < Math.min(hi, this.tailOffset) - lo || bytes >= bytesMax) return out;
     }
-    for (let i = Math.max(lo, this.offset); i < hi; i++) {
-      const e = this.unstable[i - this.offset];
+    for (let i = Math.max(lo, this.tailOffset); i < hi; i++) {
+      const e = i < this.offset ? this.stableTail[i - this.tailOffset] : this.unstable[i - this.offset];
       if (!e) break;
       if (out.length > 0 && bytes + e.data.length > bytesMax) break;
       out.push(e);
@@ -160,6 +170,16 @@ export class RaftLog {
   appliedTo(index: number): void {
     assert(index <= this.committed, `applied ${index} beyond commit ${this.committed}`);
     if (index > this.applied) this.applied = index;
+    this.trimTail();
+  }
+
+  /** Drops applied entries from the in-memory tail (storage still has them). */
+  private trimTail(): void {
+    const drop = Math.min(this.stableTail.length, this.applied + 1 - this.tailOffset);
+    if (drop > 0) {
+      this.stableTail.splice(0, drop);
+      this.tailOffset += drop;
+    }
   }
 
   unstableEntries(): Entry[] {
@@ -169,8 +189,12 @@ export class RaftLog {
   /** The driver persisted everything up to `index` (of `term`). */
   stableTo(index: number, term: number): void {
     if (index < this.offset || this.term(index) !== term) return;
+    const persisted = this.unstable.slice(0, index + 1 - this.offset);
+    if (this.stableTail.length === 0) this.tailOffset = this.offset;
+    for (const e of persisted) this.stableTail.push(e);
     this.unstable = this.unstable.slice(index + 1 - this.offset);
     this.offset = index + 1;
+    this.trimTail();
   }
 
   /** The driver persisted the pending snapshot. */
@@ -185,5 +209,7 @@ export class RaftLog {
     this.applied = snapshot.meta.index;
     this.unstable = [];
     this.offset = snapshot.meta.index + 1;
+    this.stableTail = [];
+    this.tailOffset = this.offset;
   }
 }
