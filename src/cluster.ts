@@ -31,15 +31,17 @@ const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
 const httpPort = (id: number) => o.basePort + id - 1;
 const raftPort = (id: number) => o.basePort + 1000 + id - 1;
 const peers = ids.map((id) => `${id}@${o.host}:${raftPort(id)}:${httpPort(id)}`).join(',');
-const root = resolve(import.meta.dirname, '..');
-const tsxCli = join(root, 'node_modules/tsx/dist/cli.mjs');
+// Bundled beside main.js by `npm run build` (dist/), or run from src/ with tsx.
+const here = import.meta.dirname;
+const mainScript = join(here, here.endsWith('dist') ? 'main.js' : 'main.ts');
+const runner = here.endsWith('dist') ? ['--enable-source-maps'] : [join(resolve(here, '..'), 'node_modules/tsx/dist/cli.mjs')];
 const children = new Map<number, ChildProcess>();
 let stopping = false;
 
 function start(id: number): void {
   const child = spawn(
     process.execPath,
-    [tsxCli, join(root, 'src/main.ts'), '--node-id', String(id), '--host', o.host, '--port', String(httpPort(id)),
+    [...runner, mainScript, '--node-id', String(id), '--host', o.host, '--port', String(httpPort(id)),
       '--raft-port', String(raftPort(id)), '--peers', peers, '--data', join(o.data, `node-${id}`)],
     { env: { ...process.env, HERALD_CLUSTER_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -67,7 +67,7 @@ export const limits = {
   /** Entries applied between two broker snapshots; bounds replay after a restart. */
   snapshotEntriesInterval: 20_000,
   /** Log bytes between two broker snapshots. */
-  snapshotLogBytesInterval: 64 * 1024 * 1024,
+  snapshotLogBytesInterval: 32 * 1024 * 1024,
   /** Proposals waiting for the log before new ones are refused with 503. */
   proposalsQueuedMax: 50_000,
 } as const;

@@ -98,6 +98,9 @@ export class LmdbStorage implements MessageStore, LogReader {
       path: join(path, 'herald.mdb'),
       maxDbs: 8,
       overlappingSync: false,
+      // MDB_NORDAHEAD (madvise random): a page fault maps that page, not its neighbours, so the map's
+      // resident size follows what is really read. (The option is missing from lmdb-js's types.)
+      ...({ noReadAhead: true } as object),
       ...(options.mapSizeBytes ? { mapSize: options.mapSizeBytes } : {}),
     });
     this.log = this.root.openDB({ name: 'raft-log', encoding: 'binary' });

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '../..');
-const tsxCli = join(root, 'node_modules/tsx/dist/cli.mjs');
+/** Tests run what `npm start` runs: the bundle that vitest's global setup builds. */
+const mainScript = join(root, 'dist/main.js');
 
 export interface HeraldProcess {
   url: string;
@@ -27,7 +28,7 @@ export function tempDataDir(prefix = 'herald-test-'): string {
 
 export async function startHerald(options: { dataDir?: string; env?: Record<string, string>; args?: string[] } = {}): Promise<HeraldProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
-  const child = spawn(process.execPath, [tsxCli, join(root, 'src/main.ts'), '--port', '0', '--data', dataDir, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, ['--enable-source-maps', mainScript, '--port', '0', '--data', dataDir, ...(options.args ?? [])], {
     cwd: root,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
