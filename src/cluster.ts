@@ -34,7 +34,7 @@ const peers = ids.map((id) => `${id}@${o.host}:${raftPort(id)}:${httpPort(id)}`)
 // Bundled beside main.js by `npm run build` (dist/), or run from src/ with tsx.
 const here = import.meta.dirname;
 const mainScript = join(here, here.endsWith('dist') ? 'main.js' : 'main.ts');
-const runner = here.endsWith('dist') ? ['--enable-source-maps'] : [join(resolve(here, '..'), 'node_modules/tsx/dist/cli.mjs')];
+const runner = here.endsWith('dist') ? ['--enable-source-maps', '--expose-gc'] : [join(resolve(here, '..'), 'node_modules/tsx/dist/cli.mjs')];
 const children = new Map<number, ChildProcess>();
 let stopping = false;
 

@@ -7,6 +7,7 @@ import { buildApp } from './http/app.js';
 import { PeerTransport } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
 import type { Message } from './core/raft/messages.js';
+import { startMemoryReducer } from './runtime/memory-reducer.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -45,6 +46,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
     ...(config.snapshotEntries !== undefined ? { snapshotEntriesInterval: config.snapshotEntries } : {}),
   });
   deliver = (m) => node.receive(m);
+  await node.caughtUp();
   const pull = new PullService(node);
   const peerHttp = new Map((cluster?.peers ?? []).map((p) => [p.id, `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`]));
   const app = buildApp({ node, pull, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks });
@@ -52,11 +54,13 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const stopMemoryReducer = startMemoryReducer();
   return {
     app,
     node,
     url,
     async close() {
+      stopMemoryReducer();
       await app.close();
       await node.close();
       await transport?.close();

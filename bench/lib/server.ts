@@ -49,7 +49,7 @@ export async function startServer(options: StartOptions = {}): Promise<BenchServ
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: serverRoot, stdio: 'inherit' });
   const child: ChildProcess = spawn(
     process.execPath,
-    [...nodeFlags, '--enable-source-maps', 'dist/main.js', '--port', '0', '--data', dataDir],
+    [...nodeFlags, '--enable-source-maps', '--expose-gc', 'dist/main.js', '--port', '0', '--data', dataDir],
     { cwd: serverRoot, env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

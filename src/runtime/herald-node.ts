@@ -76,6 +76,9 @@ export class HeraldNode {
   private readonly timers: NodeJS.Timeout[] = [];
   private idleWaiters: (() => void)[] = [];
   private failure: Error | null = null;
+  /** The log index this node must have applied before it serves (what it knew to be committed at start). */
+  private readonly startupIndex: number;
+  private caughtUpWaiters: (() => void)[] = [];
   private readonly snapshotEntriesInterval: number;
   private readonly addresses: Map<NodeId, string>;
 
@@ -106,9 +109,12 @@ export class HeraldNode {
       appendBytesMax: 4 * 1024 * 1024,
       applyBytesMax: 64 * 1024 * 1024,
     });
-    // A node that is the only voter need not wait out an election timeout.
+    // A node that is the only voter need not wait out an election timeout; everything in its log was
+    // committed when it was written, so it serves only once it has applied all of it.
     const conf = this.raft.conf();
-    if (conf.voters.length === 1 && conf.voters[0] === this.id) this.raft.campaign(false);
+    const solo = conf.voters.length === 1 && conf.voters[0] === this.id;
+    this.startupIndex = solo ? this.storage.lastIndex() : Math.max(this.appliedIndex, loaded.hardState?.commit ?? 0);
+    if (solo) this.raft.campaign(false);
     const tick = setInterval(() => {
       this.raft.tick();
       this.kick();
@@ -119,6 +125,13 @@ export class HeraldNode {
       this.timers.push(t);
     }
     this.kick();
+  }
+
+  /** Resolves once the node has applied what it knew to be committed when it started (a restart
+   * replays its log here), so that it never answers from a state older than what it acknowledged. */
+  caughtUp(): Promise<void> {
+    if (this.appliedIndex >= this.startupIndex) return Promise.resolve();
+    return new Promise((resolve) => this.caughtUpWaiters.push(resolve));
   }
 
   get applied(): number {
@@ -271,6 +284,7 @@ export class HeraldNode {
       effects = result.effects;
     }
     this.appliedIndex = entry.index;
+    if (this.caughtUpWaiters.length > 0 && this.appliedIndex >= this.startupIndex) for (const w of this.caughtUpWaiters.splice(0)) w();
     const waiter = this.waiters.get(entry.index);
     if (waiter) {
       this.waiters.delete(entry.index);

@@ -75,6 +75,9 @@ export class LmdbStorage implements MessageStore, LogReader {
   private readonly segmentLive: Database<number, number>;
   private readonly segments: SegmentFiles;
   private readonly liveCounts = new Map<number, number>();
+  /** The greatest index key written: a larger key goes in with MDB_APPEND, which fills pages instead
+   * of splitting them in half (and cannot replace an entry, so needs no check for one). */
+  private indexLastKey: [number, number] = [0, 0];
   private pendingPuts = new Map<number, Map<number, StoredMessage>>();
   private putQueue: [number, StoredMessage][] = [];
   private deferredDeletes: DeferredDelete[] = [];
@@ -109,6 +112,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
     this.segments = new SegmentFiles(join(path, 'segments'));
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
+    for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
     // Segments nothing points into (their last entry went just before a crash) are garbage.
     for (const id of this.segments.list()) if (!this.liveCounts.get(id)) this.segments.remove(id);
     this.snapshotMeta = noSnapshot({ voters: [], learners: [] });
@@ -275,10 +279,17 @@ export class LmdbStorage implements MessageStore, LogReader {
         }
       }
       if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
+      if (install) this.indexLastKey = [0, 0];
       for (let i = 0; i < puts.length; i++) {
         const key: [number, number] = [puts[i]![0], puts[i]![1].seq];
-        if (!install) unindex(key); // a replayed put replaces the copy written before the restart
-        this.index.putSync(key, encodeLocation(locations[i]!));
+        const last = this.indexLastKey;
+        if (key[0] > last[0] || (key[0] === last[0] && key[1] > last[1])) {
+          this.index.putSync(key, encodeLocation(locations[i]!), { append: true });
+          this.indexLastKey = key;
+        } else {
+          unindex(key); // a replayed put replaces the copy written before the restart
+          this.index.putSync(key, encodeLocation(locations[i]!));
+        }
         addLive(locations[i]!.segment, 1);
       }
       if (write.snapshot) {

@@ -28,7 +28,7 @@ export function tempDataDir(prefix = 'herald-test-'): string {
 
 export async function startHerald(options: { dataDir?: string; env?: Record<string, string>; args?: string[] } = {}): Promise<HeraldProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
-  const child = spawn(process.execPath, ['--enable-source-maps', mainScript, '--port', '0', '--data', dataDir, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, ['--enable-source-maps', '--expose-gc', mainScript, '--port', '0', '--data', dataDir, ...(options.args ?? [])], {
     cwd: root,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

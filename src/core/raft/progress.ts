@@ -18,6 +18,8 @@ export class Progress {
   /** probe: an append is out and unanswered. */
   probeSent = false;
   pendingSnapshot = 0;
+  /** Ticks spent in the snapshot state: the follower's ack may be lost, so the leader probes again. */
+  snapshotTicks = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** Last index of each unanswered append, oldest first (replicate state). */
@@ -63,6 +65,7 @@ export class Progress {
 
   becomeSnapshot(index: number): void {
     this.state = 'snapshot';
+    this.snapshotTicks = 0;
     this.pendingSnapshot = index;
     this.probeSent = false;
     this.inflights = [];
@@ -103,13 +106,15 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
-    this.next = Math.max(Math.min(rejected, hint + 1), 1);
+    this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1);
     this.probeSent = false;
     return true;
   }
 
-  /** A heartbeat answered: a probe may go again. */
+  /** A heartbeat answered: a probe may go again, and a full pipeline frees a slot so appends resume
+   * (the appends in flight may all have been lost; a gap makes the follower reject, and we probe). */
   heartbeatAnswered(): void {
     this.probeSent = false;
+    if (this.state === 'replicate' && this.inflights.length >= this.inflightMax) this.inflights.shift();
   }
 }

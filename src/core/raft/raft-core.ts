@@ -208,7 +208,15 @@ export class RaftCore {
       }
       if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
         this.heartbeatElapsed = 0;
-        this.bcastHeartbeat(0);
+        // Carry the newest pending read, so a read whose own round was lost still gets its quorum.
+        this.bcastHeartbeat(this.pendingReads[this.pendingReads.length - 1]?.context ?? 0);
+      }
+      // A snapshot whose ack never came (lost, or the follower restarted): probe again.
+      for (const [id, pr] of this.prs) {
+        if (pr.state === 'snapshot' && ++pr.snapshotTicks >= this.opts.electionTicks) {
+          pr.becomeProbe();
+          this.sendAppend(id);
+        }
       }
       return;
     }
@@ -503,12 +511,14 @@ export class RaftCore {
           return;
         }
         const wasPaused = pr.isPaused();
-        if (!pr.maybeUpdate(m.index)) {
+        const updated = pr.maybeUpdate(m.index);
+        // The follower holds the snapshot (this ack may repeat a match we already knew): resume.
+        if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
+        if (!updated) {
           if (wasPaused && !pr.isPaused()) this.sendAppend(m.from);
           return;
         }
         if (pr.state === 'probe') pr.becomeReplicate();
-        else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
         if (this.maybeCommit()) this.bcastAppend();
         else this.sendAppend(m.from);
         // Keep the pipe full while there is more to send.
