@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { nodeProcessEnv } from './runtime/process-env.js';
 
 function int(min: number, max: number) {
   return (v: string) => {
@@ -43,7 +44,7 @@ function start(id: number): void {
     process.execPath,
     [...runner, mainScript, '--node-id', String(id), '--host', o.host, '--port', String(httpPort(id)),
       '--raft-port', String(raftPort(id)), '--peers', peers, '--data', join(o.data, `node-${id}`)],
-    { env: { ...process.env, HERALD_CLUSTER_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, ...nodeProcessEnv, HERALD_CLUSTER_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.set(id, child);
   const prefix = (chunk: Buffer) => chunk.toString().replace(/^(?=.)/gm, `[node ${id}] `);

@@ -8,6 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { nodeProcessEnv } from '../../src/runtime/process-env.js';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
 
@@ -44,7 +45,7 @@ export function tempDir(prefix: string): string {
 
 export async function startServer(options: StartOptions = {}): Promise<BenchServer> {
   const dataDir = tempDir('herald-bench-');
-  const env = { ...process.env };
+  const env = { ...process.env, ...nodeProcessEnv };
   const nodeFlags = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [];
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: serverRoot, stdio: 'inherit' });
   const child: ChildProcess = spawn(

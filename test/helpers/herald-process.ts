@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { nodeProcessEnv } from '../../src/runtime/process-env.js';
 
 const root = resolve(import.meta.dirname, '../..');
 /** Tests run what `npm start` runs: the bundle that vitest's global setup builds. */
@@ -30,7 +31,7 @@ export async function startHerald(options: { dataDir?: string; env?: Record<stri
   const dataDir = options.dataDir ?? tempDataDir();
   const child = spawn(process.execPath, ['--enable-source-maps', '--expose-gc', mainScript, '--port', '0', '--data', dataDir, ...(options.args ?? [])], {
     cwd: root,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...nodeProcessEnv, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
