@@ -30,18 +30,34 @@ export function renderSubscription(info: SubscriptionInfo) {
   };
 }
 
+// Messages of one batch share a publish time: format it once.
+let lastTimeMs = NaN;
+let lastTimeIso = '';
+function isoTime(ms: number): string {
+  if (ms !== lastTimeMs) {
+    lastTimeMs = ms;
+    lastTimeIso = new Date(ms).toISOString();
+  }
+  return lastTimeIso;
+}
+
+function dataString(m: Delivery['message']): string {
+  const b = Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  return b.toString(m.encoding);
+}
+
 export function renderDelivery(d: Delivery) {
   const m = d.message;
   return {
     id: messageId(d.topicId, m.seq),
     seq: m.seq,
-    data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).toString(m.encoding),
+    data: dataString(m),
     encoding: m.encoding,
     attributes: m.attributes ?? {},
     tags: m.tags ?? [],
     routingKey: m.routingKey ?? null,
     orderingKey: m.orderingKey ?? null,
-    publishTime: new Date(m.publishTimeMs).toISOString(),
+    publishTime: isoTime(m.publishTimeMs),
     deliveryAttempt: d.attempt,
     ackId: d.ackId,
   };

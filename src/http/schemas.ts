@@ -175,3 +175,22 @@ export const RedriveBody = Type.Object({ max: Opt(Int(1, limits.redriveMessagesM
 export type RedriveBody = Static<typeof RedriveBody>;
 
 export const ListSubscriptionsQuery = Type.Object({ topic: Opt(Name) }, strict);
+
+/** The pull answer, declared so fastify serializes it with a compiled serializer. */
+export const PullResponse = Type.Object({
+  messages: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      seq: Type.Integer(),
+      data: Type.String(),
+      encoding: Type.String(),
+      attributes: Type.Record(Type.String(), Type.String()),
+      tags: Type.Array(Type.String()),
+      routingKey: Type.Union([Type.String(), Type.Null()]),
+      orderingKey: Type.Union([Type.String(), Type.Null()]),
+      publishTime: Type.String(),
+      deliveryAttempt: Type.Integer(),
+      ackId: Type.String(),
+    }),
+  ),
+});

@@ -21,6 +21,8 @@ const packr = new Packr({ useRecords: false });
 export const segmentBytesMax = 64 * 1024 * 1024;
 /** Read file descriptors kept open (least recently used closed first). */
 const readFdsMax = 64;
+/** Reads fetch at least this much: consumers read neighbouring records next, so one read serves many. */
+const readBlockBytes = 256 * 1024;
 
 export interface Location {
   segment: number;
@@ -82,6 +84,8 @@ export class SegmentFiles {
   private readonly readFds = new Map<number, number>();
   /** Segments written since the last sync. */
   private unsynced = new Set<number>();
+  /** The last block read; records are immutable once written, so its bytes stay valid. */
+  private block: { segment: number; offset: number; bytes: Buffer } | null = null;
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
@@ -149,16 +153,24 @@ export class SegmentFiles {
     this.activeSize = 0;
   }
 
+  /** A record's bytes. The returned buffer may be a view into a shared block: copy what you keep long. */
   read(loc: Location): Buffer {
+    const b = this.block;
+    if (b && b.segment === loc.segment && loc.offset >= b.offset && loc.offset + loc.length <= b.offset + b.bytes.length) {
+      return b.bytes.subarray(loc.offset - b.offset, loc.offset - b.offset + loc.length);
+    }
     const fd = loc.segment === this.activeId ? this.activeFd : this.readFd(loc.segment);
-    const buf = Buffer.allocUnsafe(loc.length);
+    const want = Math.max(loc.length, readBlockBytes);
+    const buf = Buffer.allocUnsafe(want);
     let got = 0;
     while (got < loc.length) {
-      const n = readSync(fd, buf, got, loc.length - got, loc.offset + got);
+      const n = readSync(fd, buf, got, want - got, loc.offset + got);
       assert(n > 0, `segment ${loc.segment} ends before ${loc.offset + loc.length}`);
       got += n;
     }
-    return buf;
+    const bytes = buf.subarray(0, got);
+    this.block = { segment: loc.segment, offset: loc.offset, bytes };
+    return bytes.subarray(0, loc.length);
   }
 
   private readFd(id: number): number {
@@ -205,6 +217,7 @@ export class SegmentFiles {
   /** Removes a segment no index entry points into. Never the active one. */
   remove(id: number): void {
     if (id === this.activeId) return;
+    if (this.block?.segment === id) this.block = null;
     const fd = this.readFds.get(id);
     if (fd !== undefined) {
       closeSync(fd);

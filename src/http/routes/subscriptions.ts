@@ -14,6 +14,7 @@ import {
   NackBody,
   NameParams,
   PullBody,
+  PullResponse,
   RedriveBody,
   SeekBody,
   SubscriptionBody,
@@ -38,7 +39,7 @@ type CountReply = { ok: true; count: number; invalid: string[] };
 export function registerConsumerRoutes(app: FastifyInstance, prefix: string, node: HeraldNode, pull: PullService): void {
   app.post<NameReq & { Body: PullBody | undefined }>(
     `${prefix}/pull`,
-    { schema: { params: NameParams, body: PullBody } },
+    { schema: { params: NameParams, body: PullBody, response: { 200: PullResponse } } },
     async (req) => {
       const name = req.params.name;
       const config = node.machine.subscriptionConfig(name);
