@@ -8,6 +8,8 @@ export interface ClusterConfig {
   /** Every member, this node included. */
   peers: PeerAddress[];
   secret: string;
+  /** Joining a running group (added with POST /v1/cluster/members) rather than founding one. */
+  join: boolean;
 }
 
 export interface NodeConfig {
@@ -20,6 +22,7 @@ export interface NodeConfig {
   cluster: ClusterConfig | undefined;
   /** Push URLs may point at loopback, private, link-local or metadata addresses. */
   allowPrivateWebhooks: boolean;
+  durability: 'sync' | 'relaxed';
 }
 
 function port(value: string): number {
@@ -32,6 +35,11 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
   return n;
+}
+
+function durability(value: string): 'sync' | 'relaxed' {
+  if (value !== 'sync' && value !== 'relaxed') throw new InvalidArgumentError('sync or relaxed');
+  return value;
 }
 
 /** `id@host:raftPort:httpPort`, comma-separated. */
@@ -61,6 +69,8 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     .option('--raft-port <port>', 'port for Raft peers (HERALD_RAFT_PORT)', port, env.HERALD_RAFT_PORT ? port(env.HERALD_RAFT_PORT) : undefined)
     .option('--peers <list>', 'cluster members as id@host:raftPort:httpPort,... (HERALD_PEERS)', parsePeers, env.HERALD_PEERS ? parsePeers(env.HERALD_PEERS) : undefined)
     .option('--cluster-secret <secret>', 'shared secret peers prove they know (HERALD_CLUSTER_SECRET)', env.HERALD_CLUSTER_SECRET)
+    .option('--join', 'join a running cluster instead of founding one (HERALD_JOIN=1)', env.HERALD_JOIN === '1')
+    .option('--durability <mode>', 'sync (fsync before acknowledging) or relaxed (HERALD_DURABILITY)', durability, env.HERALD_DURABILITY ? durability(env.HERALD_DURABILITY) : 'sync')
     .option('--allow-private-webhooks', 'let push URLs point at loopback and private addresses (HERALD_WEBHOOK_ALLOW_PRIVATE=1)', env.HERALD_WEBHOOK_ALLOW_PRIVATE === '1')
     .exitOverride();
   program.parse(argv, { from: 'user' });
@@ -74,6 +84,8 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     peers?: PeerAddress[];
     clusterSecret?: string;
     allowPrivateWebhooks: boolean;
+    join: boolean;
+    durability: 'sync' | 'relaxed';
   }>();
   let cluster: ClusterConfig | undefined;
   if (o.peers || o.nodeId !== undefined) {
@@ -83,7 +95,7 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     if (!o.clusterSecret || o.clusterSecret.length < 16) {
       throw new InvalidArgumentError('a cluster node needs --cluster-secret (or HERALD_CLUSTER_SECRET) of at least 16 characters');
     }
-    cluster = { nodeId: o.nodeId, raftPort: o.raftPort ?? self.raftPort, peers: o.peers, secret: o.clusterSecret };
+    cluster = { nodeId: o.nodeId, raftPort: o.raftPort ?? self.raftPort, peers: o.peers, secret: o.clusterSecret, join: o.join };
   }
-  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries, cluster, allowPrivateWebhooks: o.allowPrivateWebhooks };
+  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries, cluster, allowPrivateWebhooks: o.allowPrivateWebhooks, durability: o.durability };
 }

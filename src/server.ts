@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { HeraldNode } from './runtime/herald-node.js';
 import { PullService } from './delivery/pull-waiters.js';
 import { buildApp } from './http/app.js';
-import { PeerTransport } from './transport/peer-transport.js';
+import { PeerTransport, type PeerAddress } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
 import type { Message } from './core/raft/messages.js';
 import { startMemoryReducer } from './runtime/memory-reducer.js';
@@ -14,6 +14,12 @@ export interface RunningServer {
   node: HeraldNode;
   url: string;
   close(): Promise<void>;
+}
+
+function parseAddress(id: number, address: string): PeerAddress {
+  const m = /^(.+):(\d+):(\d+)$/.exec(address);
+  if (!m) throw new Error(`member ${id} has a malformed address ${address}`);
+  return { id, host: m[1]!, raftPort: Number(m[2]), httpPort: Number(m[3]) };
 }
 
 export async function startServer(config: NodeConfig): Promise<RunningServer> {
@@ -33,14 +39,23 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
     transport.setPeers(cluster.peers);
     await transport.listen();
   }
+  // Members' HTTP addresses, for forwarding to the leader; kept current as members join and leave.
+  const peerHttp = new Map<number, string>();
   const node = new HeraldNode({
     dataDir: config.dataDir,
+    durability: config.durability,
     ...(cluster
       ? {
           nodeId: cluster.nodeId,
-          initialConf: { voters: cluster.peers.map((p) => p.id), learners: [] },
+          bootstrapVoters: cluster.join ? null : cluster.peers.map((p) => p.id),
           send: (messages: Message[]) => transport!.send(messages),
           addresses: new Map(cluster.peers.map((p) => [p.id, `${p.host}:${p.raftPort}:${p.httpPort}`])),
+          onAddresses: (addresses: Map<number, string>) => {
+            const peers = [...addresses].map(([id, a]) => parseAddress(id, a));
+            transport!.setPeers(peers);
+            peerHttp.clear();
+            for (const p of peers) peerHttp.set(p.id, `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`);
+          },
         }
       : {}),
     ...(config.snapshotEntries !== undefined ? { snapshotEntriesInterval: config.snapshotEntries } : {}),
@@ -48,7 +63,6 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   deliver = (m) => node.receive(m);
   await node.caughtUp();
   const pull = new PullService(node);
-  const peerHttp = new Map((cluster?.peers ?? []).map((p) => [p.id, `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`]));
   const app = buildApp({ node, pull, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();

@@ -5,7 +5,7 @@
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { limits } from '../core/limits.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
-import { NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
+import { MembershipError, NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
 import type { PullService } from '../delivery/pull-waiters.js';
 import { HeraldError, type ErrorCode } from './errors.js';
 import { forwardToLeader } from './forward.js';
@@ -54,7 +54,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   // Followers pass API calls to the leader; a call forwarded once is never forwarded again (no loops).
   app.addHook('onRequest', async (request, reply) => {
-    if (deps.node.isLeader || !request.url.startsWith('/v1/') || request.url.startsWith('/v1/cluster')) return;
+    if (deps.node.isLeader || !request.url.startsWith('/v1/')) return;
+    // This node's own view of the group is answered here; membership changes go to the leader.
+    if (request.method === 'GET' && (request.url === '/v1/cluster' || request.url.startsWith('/v1/cluster?'))) return;
     const leader = deps.node.leaderId;
     const target = leader && request.headers['x-herald-forwarded'] === undefined ? deps.leaderUrl?.(leader) : undefined;
     if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
@@ -105,6 +107,9 @@ function toContractError(error: FastifyError | HeraldError | Error): {
 } {
   if (error instanceof HeraldError) {
     return { status: error.status, code: error.code, message: error.message, ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}) };
+  }
+  if (error instanceof MembershipError) {
+    return { status: 400, code: 'InvalidRequest', message: error.message };
   }
   if (error instanceof NotLeaderError) {
     return { status: 503, code: 'NoLeader', message: error.message, retryAfterSeconds: 1 };

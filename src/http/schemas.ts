@@ -194,3 +194,16 @@ export const PullResponse = Type.Object({
     }),
   ),
 });
+
+const MemberId = Type.Union([Type.Integer({ minimum: 1, maximum: 0xffffffff }), Type.String({ pattern: '^[1-9][0-9]{0,9}$' })]);
+
+export const AddMemberBody = Type.Object(
+  { id: MemberId, address: Type.String({ pattern: '^[^\\s@,]+:[0-9]{1,5}:[0-9]{1,5}$', maxLength: 300 }) },
+  strict,
+);
+export type AddMemberBody = Static<typeof AddMemberBody>;
+
+export const MemberParams = Type.Object({ id: Type.String({ pattern: '^[1-9][0-9]{0,9}$' }) }, strict);
+
+export const TransferLeadershipBody = Type.Object({ to: MemberId }, strict);
+export type TransferLeadershipBody = Static<typeof TransferLeadershipBody>;

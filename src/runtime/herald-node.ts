@@ -11,7 +11,7 @@ import { assert } from '../core/assert.js';
 import { limits } from '../core/limits.js';
 import { BrokerMachine, type Effect, type Reply } from '../core/broker/machine.js';
 import type { Command, StampedCommand } from '../core/broker/commands.js';
-import { RaftCore, decodeConfChange } from '../core/raft/raft-core.js';
+import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
 import { EntryType, type ConfState, type Entry, type NodeId, type Ready, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeCommand, encodeCommand, LmdbStorage, type SnapshotPayload } from '../storage/lmdb-storage.js';
@@ -20,6 +20,14 @@ export class NodeUnavailableError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'NodeUnavailableError';
+  }
+}
+
+/** A membership change that does not fit the current membership (e.g. adding a member twice). */
+export class MembershipError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MembershipError';
   }
 }
 
@@ -40,13 +48,18 @@ interface Waiter {
 export interface HeraldNodeOptions {
   dataDir: string;
   nodeId?: NodeId;
-  /** The membership when the data dir is new (default: this node alone). */
-  initialConf?: ConfState;
+  /** The founding voters, written as the first log entry of a new data dir (default: this node alone).
+   * Null for a node that joins an existing group: it starts empty and learns everything from the leader. */
+  bootstrapVoters?: NodeId[] | null;
+  /** sync (default): fsync before acknowledging; relaxed: acknowledge once written to the OS. */
+  durability?: 'sync' | 'relaxed';
+  /** Told whenever the members' addresses change (id → "host:raftPort:httpPort"). */
+  onAddresses?: (addresses: Map<NodeId, string>) => void;
   clock?: () => number;
   random?: () => number;
   /** Sends Raft messages to peers (none for a single node). */
   send?: (messages: Message[]) => void;
-  /** How members are reached, for `/v1/cluster` (id → "host:raftPort:httpPort"). */
+  /** How members are reached (id → "host:raftPort:httpPort"), as configured; the log adds to it. */
   addresses?: Map<NodeId, string>;
   tickMs?: number;
   electionTicks?: number;
@@ -55,6 +68,7 @@ export interface HeraldNodeOptions {
   /** Entries between broker snapshots (default limits.snapshotEntriesInterval). */
   snapshotEntriesInterval?: number;
 }
+
 
 export class HeraldNode {
   readonly machine: BrokerMachine;
@@ -81,20 +95,34 @@ export class HeraldNode {
   private caughtUpWaiters: (() => void)[] = [];
   private readonly snapshotEntriesInterval: number;
   private readonly addresses: Map<NodeId, string>;
+  private readonly onAddresses: (addresses: Map<NodeId, string>) => void;
 
   constructor(options: HeraldNodeOptions) {
     this.id = options.nodeId ?? 1;
     this.clock = options.clock ?? Date.now;
     this.send = options.send ?? (() => {});
     this.snapshotEntriesInterval = options.snapshotEntriesInterval ?? limits.snapshotEntriesInterval;
-    this.addresses = options.addresses ?? new Map();
-    this.storage = new LmdbStorage(options.dataDir);
+    this.addresses = new Map(options.addresses ?? []);
+    this.onAddresses = options.onAddresses ?? (() => {});
+    this.storage = new LmdbStorage(options.dataDir, 0, { durability: options.durability ?? 'sync' });
     this.machine = new BrokerMachine(this.storage);
-    const loaded = this.storage.load(options.initialConf ?? { voters: [this.id], learners: [] });
+    const empty = { voters: [], learners: [] };
+    this.storage.load(empty);
+    const bootstrapVoters = options.bootstrapVoters === undefined ? [this.id] : options.bootstrapVoters;
+    if (this.storage.isEmpty() && bootstrapVoters) {
+      // A new group's first entry, the same on every founding member: the membership itself.
+      const data = encodeConfChange({ type: 'bootstrap', voters: [...bootstrapVoters].sort((a, b) => a - b) });
+      this.storage.bootstrapSync({ index: 1, term: 1, type: EntryType.conf, data }, { term: 1, vote: 0, commit: 1 });
+    }
+    const loaded = this.storage.load(empty);
     if (loaded.snapshot) {
       this.machine.restore(loaded.snapshot.state);
       this.appliedIndex = this.snapshotIndex = loaded.snapshot.meta.index;
+      for (const [id, a] of Object.entries(loaded.snapshot.meta.addresses ?? {})) this.addresses.set(Number(id), a);
     }
+    // The membership as the whole stored log says (committed or not), to know whether this node votes alone.
+    let latestConf = this.storage.snapshot().conf;
+    for (const e of this.storage.entriesOfType(EntryType.conf, this.appliedIndex + 1)) latestConf = nextConf(latestConf, decodeConfChange(e.data));
     this.raft = new RaftCore({
       id: this.id,
       group: 0,
@@ -109,12 +137,11 @@ export class HeraldNode {
       appendBytesMax: 4 * 1024 * 1024,
       applyBytesMax: 64 * 1024 * 1024,
     });
-    // A node that is the only voter need not wait out an election timeout; everything in its log was
-    // committed when it was written, so it serves only once it has applied all of it.
-    const conf = this.raft.conf();
-    const solo = conf.voters.length === 1 && conf.voters[0] === this.id;
+    // A node that votes alone committed everything in its log when it wrote it, so it serves only once
+    // it has applied all of it (it campaigns as soon as its membership is applied: see run()).
+    const solo = latestConf.voters.length === 1 && latestConf.voters[0] === this.id;
     this.startupIndex = solo ? this.storage.lastIndex() : Math.max(this.appliedIndex, loaded.hardState?.commit ?? 0);
-    if (solo) this.raft.campaign(false);
+    this.onAddresses(this.addresses);
     const tick = setInterval(() => {
       this.raft.tick();
       this.kick();
@@ -169,6 +196,8 @@ export class HeraldNode {
       term: this.raft.term,
       commitIndex: this.raft.log.committed,
       appliedIndex: this.appliedIndex,
+      /** The log index of this node's latest snapshot (taken here or received from the leader). */
+      snapshotIndex: this.snapshotIndex,
       members: [...conf.voters.map((id) => member(id, false)), ...conf.learners.map((id) => member(id, true))],
     };
   }
@@ -231,6 +260,9 @@ export class HeraldNode {
         this.appliedIndex = this.snapshotIndex = ready.snapshot.meta.index;
       }
       for (const entry of ready.committed) this.applyEntry(entry);
+      // A node that votes alone need not wait out an election timeout.
+      const conf = this.raft.conf();
+      if (this.raft.role !== 'leader' && conf.voters.length === 1 && conf.voters[0] === this.id) this.raft.campaign(false);
       await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) });
       // Only now that entries and votes are durable may they be acknowledged to peers.
       if (ready.messages && ready.messages.length > 0) this.send(this.withSnapshotData(ready.messages));
@@ -263,9 +295,11 @@ export class HeraldNode {
     this.logBytesSinceSnapshot = 0;
     return {
       snapshot: {
-        meta: { index: this.appliedIndex, term, conf: this.raft.conf() },
+        meta: { index: this.appliedIndex, term, conf: this.raft.conf(), addresses: Object.fromEntries(this.addresses) },
         state: this.machine.snapshot(),
-        compactTo: this.appliedIndex,
+        // Keep some log behind the snapshot in a group, so a briefly lagging follower catches up from
+        // the log rather than by a whole snapshot.
+        compactTo: Math.max(0, this.appliedIndex - (this.raft.conf().voters.length > 1 ? Math.min(5000, Math.floor(this.snapshotEntriesInterval / 2)) : 0)),
       },
     };
   }
@@ -277,7 +311,10 @@ export class HeraldNode {
     let reply: Reply | undefined;
     let effects: Effect[] = [];
     if (entry.type === EntryType.conf) {
-      this.raft.applyConfChange(decodeConfChange(entry.data));
+      const cc = decodeConfChange(entry.data);
+      this.raft.applyConfChange(cc);
+      this.noteAddresses(cc);
+      reply = { ok: true };
     } else if (entry.data.length > 0) {
       const result = this.machine.apply(stamped ?? decodeCommand<StampedCommand>(entry.data), entry.index);
       reply = result.reply;
@@ -303,6 +340,58 @@ export class HeraldNode {
         this.proposed.delete(index);
         w.reject(new NotLeaderError(this.raft.leader));
       }
+    }
+  }
+
+  private noteAddresses(cc: ConfChange): void {
+    if (cc.type === 'add-learner' && cc.address) this.addresses.set(cc.node, cc.address);
+    else if (cc.type === 'remove') this.addresses.delete(cc.node);
+    else return;
+    this.onAddresses(this.addresses);
+  }
+
+  // ---- membership (on the leader) ----
+
+  private async proposeConf(cc: ConfChange): Promise<void> {
+    const r = this.raft.proposeConfChange(cc);
+    if (!r.ok) {
+      if (r.reason === 'invalid-conf-change') throw new MembershipError(`that change does not fit the membership ${JSON.stringify(this.raft.conf())}`);
+      if (r.reason === 'conf-change-pending') throw new NodeUnavailableError('another membership change is in progress');
+      throw new NotLeaderError(r.leaderHint);
+    }
+    const done = new Promise<Reply>((resolve, reject) => this.waiters.set(r.index, { term: r.term, resolve, reject }));
+    this.kick();
+    await done;
+  }
+
+  /** Adds a node: as a learner first; once it has caught up (by log or snapshot), as a voter. */
+  async addMember(id: NodeId, address: string, catchUpTimeoutMs = 120_000): Promise<void> {
+    await this.proposeConf({ type: 'add-learner', node: id, address });
+    const deadline = Date.now() + catchUpTimeoutMs;
+    for (;;) {
+      if (!this.isLeader) throw new NotLeaderError(this.raft.leader);
+      if (this.raft.matchIndex(id) >= this.raft.log.committed) break;
+      if (Date.now() > deadline) throw new NodeUnavailableError(`node ${id} did not catch up in time; it stays a learner`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await this.proposeConf({ type: 'promote', node: id });
+  }
+
+  async removeMember(id: NodeId): Promise<void> {
+    await this.proposeConf({ type: 'remove', node: id });
+  }
+
+  /** Hands leadership to `to` and waits until it leads (or the transfer times out). */
+  async transferLeadership(to: NodeId, timeoutMs = 10_000): Promise<void> {
+    if (!this.raft.transferLeadership(to)) {
+      if (this.raft.role !== 'leader') throw new NotLeaderError(this.raft.leader);
+      throw new MembershipError(`node ${to} is not a voter`);
+    }
+    this.kick();
+    const deadline = Date.now() + timeoutMs;
+    while (this.raft.leader !== to) {
+      if (Date.now() > deadline) throw new NodeUnavailableError(`node ${to} did not take over in time`);
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 

@@ -95,12 +95,15 @@ export class LmdbStorage implements MessageStore, LogReader {
   constructor(
     path: string,
     private readonly group: GroupId = 0,
-    options: { mapSizeBytes?: number } = {},
+    options: { mapSizeBytes?: number; durability?: 'sync' | 'relaxed' } = {},
   ) {
     this.root = open({
       path: join(path, 'herald.mdb'),
       maxDbs: 8,
       overlappingSync: false,
+      // relaxed: commits reach the OS but are not fsynced; a process crash loses nothing, a power
+      // loss or kernel crash may lose the last moments of writes on this node.
+      noSync: options.durability === 'relaxed',
       // MDB_NORDAHEAD (madvise random): a page fault maps that page, not its neighbours, so the map's
       // resident size follows what is really read. (The option is missing from lmdb-js's types.)
       ...({ noReadAhead: true } as object),
@@ -165,6 +168,31 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.terms.push(value.readDoubleBE(0));
     }
     return { hardState, snapshot: snap };
+  }
+
+  /** Whether nothing was ever written: a new data directory. */
+  isEmpty(): boolean {
+    return this.logLastIndex === 0 && this.snapshotMeta.index === 0;
+  }
+
+  /** Writes a new group's first entry and hard state, before the Raft core starts. */
+  bootstrapSync(entry: Entry, hardState: HardState): void {
+    assert(this.isEmpty() && entry.index === 1, 'bootstrap on a log that is not empty');
+    this.root.transactionSync(() => {
+      this.log.putSync([this.group, entry.index], encodeEntry(entry));
+      this.meta.putSync([this.group, 'hard-state'], hardState);
+    });
+    this.logFirstIndex = 1;
+    this.logLastIndex = 1;
+    this.terms = [entry.term];
+    this.termsOffset = 1;
+  }
+
+  /** The stored log's entries of one type from `lo` on, in order (for the membership at startup). */
+  *entriesOfType(type: EntryType, lo: number): Generator<Entry> {
+    for (const { key, value } of this.log.getRange({ start: [this.group, lo], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
+      if (value[8] === type) yield decodeEntry(key[1], value);
+    }
   }
 
   /** The latest persisted broker snapshot with its metadata. */

@@ -140,6 +140,8 @@ export interface ClusterNodeSpec {
 export class TestCluster {
   readonly nodes = new Map<number, HeraldProcess>();
   readonly secret = 'test-cluster-secret-0123456789';
+  /** Flags every node gets (e.g. a small --snapshot-entries). */
+  extraArgs: string[] = [];
   constructor(readonly specs: ClusterNodeSpec[]) {}
 
   static async create(size: number): Promise<TestCluster> {
@@ -149,23 +151,33 @@ export class TestCluster {
     );
   }
 
-  peersArg(raftPortOf: (spec: ClusterNodeSpec) => number = (s) => s.raftPort): string {
-    return this.specs.map((s) => `${s.id}@127.0.0.1:${raftPortOf(s)}:${s.httpPort}`).join(',');
+  peersArg(raftPortOf: (spec: ClusterNodeSpec) => number = (s) => s.raftPort, ids?: number[]): string {
+    return this.specs
+      .filter((s) => !ids || ids.includes(s.id))
+      .map((s) => `${s.id}@127.0.0.1:${raftPortOf(s)}:${s.httpPort}`)
+      .join(',');
   }
 
-  async start(id: number, peers = this.peersArg()): Promise<HeraldProcess> {
+  /** "host:raftPort:httpPort", as POST /v1/cluster/members takes it. */
+  address(id: number): string {
+    const s = this.specs.find((x) => x.id === id)!;
+    return `127.0.0.1:${s.raftPort}:${s.httpPort}`;
+  }
+
+  async start(id: number, peers = this.peersArg(), extraArgs: string[] = this.extraArgs): Promise<HeraldProcess> {
     const s = this.specs.find((x) => x.id === id)!;
     const p = await startHerald({
       dataDir: s.dataDir,
       env: { HERALD_CLUSTER_SECRET: this.secret },
-      args: ['--node-id', String(id), '--raft-port', String(s.raftPort), '--peers', peers, '--port', String(s.httpPort)],
+      args: ['--node-id', String(id), '--raft-port', String(s.raftPort), '--peers', peers, '--port', String(s.httpPort), ...extraArgs],
     });
     this.nodes.set(id, p);
     return p;
   }
 
-  async startAll(): Promise<void> {
-    await Promise.all(this.specs.map((s) => this.start(s.id)));
+  async startAll(ids = this.specs.map((s) => s.id)): Promise<void> {
+    const peers = this.peersArg(undefined, ids);
+    await Promise.all(ids.map((id) => this.start(id, peers)));
   }
 
   url(id: number): string {

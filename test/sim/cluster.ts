@@ -399,7 +399,7 @@ export class Cluster {
       const cc = decodeConfChange(e.data);
       n.conf = n.core!.applyConfChange(cc);
       n.confHistory.push({ index: e.index, conf: cloneConf(n.conf) });
-      this.log(`n${n.id} applied conf ${cc.type} n${cc.node} @${e.index} -> ${fmtConf(n.conf)}`);
+      this.log(`n${n.id} applied conf ${cc.type} n${"node" in cc ? cc.node : cc.voters.join(",")} @${e.index} -> ${fmtConf(n.conf)}`);
       if (n.core!.role === 'leader') this.stats.confApplied++;
       if (cc.type === 'remove' && (this.opts.decommissionRemoved ?? true)) this.decommission(cc.node);
     } else if (e.data.length > 0) {
@@ -530,7 +530,7 @@ export class Cluster {
     const n = to ?? this.leader();
     if (!n?.core) return undefined;
     const result = n.core.proposeConfChange(cc);
-    this.log(`n${n.id} propose conf ${cc.type} n${cc.node} -> ${result.ok ? `${result.index}/${result.term}` : result.reason}`);
+    this.log(`n${n.id} propose conf ${cc.type} n${"node" in cc ? cc.node : cc.voters.join(",")} -> ${result.ok ? `${result.index}/${result.term}` : result.reason}`);
     if (result.ok) this.stats.confChanges++;
     this.drive(n);
     return result;

@@ -39,7 +39,16 @@ export interface RaftOptions {
   applyBytesMax: number;
 }
 
-export type ConfChange = { type: 'add-learner'; node: NodeId } | { type: 'promote'; node: NodeId } | { type: 'remove'; node: NodeId };
+/**
+ * Membership changes, one server at a time. `bootstrap` is the first entry of a new group's log (every
+ * founding member writes the same one); `address` travels with `add-learner` so every member learns
+ * how to reach the new one (the core does not look at it).
+ */
+export type ConfChange =
+  | { type: 'bootstrap'; voters: NodeId[] }
+  | { type: 'add-learner'; node: NodeId; address?: string }
+  | { type: 'promote'; node: NodeId }
+  | { type: 'remove'; node: NodeId };
 
 export type ProposeResult =
   | { ok: true; index: number; term: number }
@@ -108,17 +117,7 @@ export class RaftCore {
 
   /** The driver applied a conf change entry: the membership changes now (etcd's ApplyConfChange). */
   applyConfChange(cc: ConfChange): ConfState {
-    const voters = new Set(this.voters);
-    const learners = new Set(this.learners);
-    if (cc.type === 'add-learner') {
-      if (!voters.has(cc.node)) learners.add(cc.node);
-    } else if (cc.type === 'promote') {
-      if (learners.delete(cc.node)) voters.add(cc.node);
-    } else {
-      voters.delete(cc.node);
-      learners.delete(cc.node);
-    }
-    this.setConf({ voters: [...voters], learners: [...learners] });
+    this.setConf(nextConf(this.conf(), cc));
     if (this.role === 'leader') {
       if (!this.voters.has(this.id)) {
         // A removed leader steps down; the rest elect a new one.
@@ -711,12 +710,31 @@ export class RaftCore {
   }
 }
 
+/** The membership after a change (pure; the core and the driver's start-up both use it). */
+export function nextConf(conf: ConfState, cc: ConfChange): ConfState {
+  const voters = new Set(conf.voters);
+  const learners = new Set(conf.learners);
+  if (cc.type === 'bootstrap') {
+    voters.clear();
+    learners.clear();
+    for (const id of cc.voters) voters.add(id);
+  } else if (cc.type === 'add-learner') {
+    if (!voters.has(cc.node)) learners.add(cc.node);
+  } else if (cc.type === 'promote') {
+    if (learners.delete(cc.node)) voters.add(cc.node);
+  } else {
+    voters.delete(cc.node);
+    learners.delete(cc.node);
+  }
+  return { voters: [...voters].sort((a, b) => a - b), learners: [...learners].sort((a, b) => a - b) };
+}
+
 export function encodeConfChange(cc: ConfChange): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(cc));
 }
 
 export function decodeConfChange(data: Uint8Array): ConfChange {
   const cc = JSON.parse(new TextDecoder().decode(data)) as ConfChange;
-  assert(cc.type === 'add-learner' || cc.type === 'promote' || cc.type === 'remove', 'bad conf change entry');
+  assert(cc.type === 'bootstrap' || cc.type === 'add-learner' || cc.type === 'promote' || cc.type === 'remove', 'bad conf change entry');
   return cc;
 }

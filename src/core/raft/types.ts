@@ -32,6 +32,8 @@ export interface SnapshotMeta {
   index: number;
   term: number;
   conf: ConfState;
+  /** How to reach each member (the driver's; the core ignores it). */
+  addresses?: Record<string, string>;
 }
 
 /** A linearizable read may be served once the state machine has applied `index`. */

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { register, collectDefaultMetrics } from 'prom-client';
 import type { AppDeps } from '../app.js';
+import { AddMemberBody, MemberParams, TransferLeadershipBody } from '../schemas.js';
 
 let defaultMetricsStarted = false;
 
@@ -26,6 +27,22 @@ export async function operationsRoutes(app: FastifyInstance, { node }: AppDeps):
     ...node.clusterStatus(),
     ...(req.query.digest === '1' ? { stateDigest: node.stateDigest() } : {}),
   }));
+
+  // Membership changes run on the leader (followers forward them) and answer once they are committed.
+  app.post<{ Body: AddMemberBody }>('/v1/cluster/members', { schema: { body: AddMemberBody } }, async (req) => {
+    await node.addMember(Number(req.body.id), req.body.address);
+    return node.clusterStatus();
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/cluster/members/:id', { schema: { params: MemberParams } }, async (req) => {
+    await node.removeMember(Number(req.params.id));
+    return node.clusterStatus();
+  });
+
+  app.post<{ Body: TransferLeadershipBody }>('/v1/cluster/transfer-leadership', { schema: { body: TransferLeadershipBody } }, async (req) => {
+    await node.transferLeadership(Number(req.body.to));
+    return node.clusterStatus();
+  });
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', register.contentType);
