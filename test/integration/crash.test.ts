@@ -103,3 +103,23 @@ test('every acknowledged publish survives kill -9, and no acked message comes ba
     await api(h.url, 'POST', '/v1/subscriptions/reader/ack', { ackIds: msgs.map((m) => m.ackId) });
   }
 }, 180_000);
+
+test('relaxed durability also survives kill -9 (the page cache outlives the process)', async () => {
+  const dir = tempDataDir('herald-relaxed-');
+  let n = await startHerald({ dataDir: dir, args: ['--durability', 'relaxed'] });
+  try {
+    expect((await api(n.url, 'PUT', '/v1/topics/events')).status).toBe(201);
+    const confirmed = new Set<string>();
+    const load = publishLoad(n.url, confirmed, 'relaxed', 4);
+    await eventually(() => confirmed.size >= 2000, 30_000);
+    await n.kill();
+    load.stop();
+    await load.done;
+    n = await startHerald({ dataDir: dir, args: ['--durability', 'relaxed'] });
+    const topic = (await api(n.url, 'GET', '/v1/topics/events')).body;
+    expect(topic.messages).toBeGreaterThanOrEqual(confirmed.size);
+  } finally {
+    await n.kill();
+    removeDataDir(dir);
+  }
+}, 60_000);
