@@ -31,7 +31,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     logger: false,
     bodyLimit: limits.requestBodyBytesMax,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-    // Slow or idle clients must not hold sockets for ever.
+    // No limit on a whole connection; one request (a long poll included) gets 120 s at most.
     connectionTimeout: 0,
     keepAliveTimeout: 65_000,
     requestTimeout: 120_000,
