@@ -18,6 +18,13 @@ export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, 
   }
   headers['x-herald-forwarded'] = '1';
   const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'DELETE';
+  // When the client goes away, drop the forwarded request too: the leader then sees its caller gone
+  // (a long poll must not lease messages to nobody).
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  };
+  reply.raw.once('close', onClose);
   let res;
   try {
     res = await undiciRequest(leaderBase + req.url, {
@@ -25,6 +32,7 @@ export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, 
       headers,
       body: hasBody ? req.raw : null,
       dispatcher: agent,
+      signal: abort.signal,
     });
   } catch (error) {
     throw new HeraldError('Unavailable', `the leader did not answer: ${(error as Error).message}`, 1);

@@ -130,8 +130,10 @@ export class HeraldNode {
       hardState: loaded.hardState,
       conf: this.storage.snapshot().conf,
       applied: this.appliedIndex,
-      electionTicks: options.electionTicks ?? 10,
-      heartbeatTicks: 1,
+      // Fine ticks (20 ms) under 1–2 s election timeouts: two followers rarely draw the same tick, so
+      // split votes, which cost a whole extra timeout, stay rare. Heartbeats every 100 ms.
+      electionTicks: options.electionTicks ?? 50,
+      heartbeatTicks: 5,
       random: options.random ?? Math.random,
       inflightMax: 256,
       appendBytesMax: 4 * 1024 * 1024,
@@ -145,7 +147,7 @@ export class HeraldNode {
     const tick = setInterval(() => {
       this.raft.tick();
       this.kick();
-    }, options.tickMs ?? 100);
+    }, options.tickMs ?? 20);
     const housekeeping = setInterval(() => this.housekeep(), options.housekeepingIntervalMs ?? 1000);
     for (const t of [tick, housekeeping]) {
       t.unref();

@@ -35,6 +35,8 @@ const handshakeTimeoutMs = 5000;
 /** Bytes queued for one peer before new messages to it are dropped. */
 const outboundBytesMax = 32 * 1024 * 1024;
 const inboundConnectionsMax = 64;
+/** Connections still in the handshake; when full, the oldest is dropped so a real peer always gets in. */
+const handshakingMax = 16;
 const reconnectDelayMsMax = 2000;
 
 function mac(secret: string, label: string, challenge: Buffer, id: NodeId): Buffer {
@@ -180,6 +182,7 @@ export class PeerTransport {
   private readonly server: Server;
   private readonly peers = new Map<NodeId, OutboundPeer>();
   private readonly inbound = new Set<Socket>();
+  private readonly handshaking = new Set<Socket>();
   private readonly opts: PeerTransportOptions;
 
   constructor(opts: PeerTransportOptions) {
@@ -234,11 +237,16 @@ export class PeerTransport {
   }
 
   private accept(socket: Socket): void {
+    if (this.handshaking.size >= handshakingMax) {
+      const oldest = this.handshaking.values().next().value!;
+      this.handshaking.delete(oldest);
+      oldest.destroy();
+    }
     if (this.inbound.size >= inboundConnectionsMax) {
       socket.destroy();
       return;
     }
-    this.inbound.add(socket);
+    this.handshaking.add(socket);
     socket.setNoDelay(true);
     const challenge = randomBytes(challengeBytes);
     socket.write(Buffer.concat([magic, challenge]));
@@ -267,6 +275,8 @@ export class PeerTransport {
         if (id === 0 || !macEqual(proof.subarray(4 + challengeBytes), expected)) return fail('a peer without the cluster secret was refused');
         peerId = id;
         clearTimeout(timeout);
+        this.handshaking.delete(socket);
+        this.inbound.add(socket);
         const head = Buffer.alloc(4);
         head.writeUInt32BE(this.selfId);
         socket.write(Buffer.concat([head, mac(this.secret, 'server', clientChallenge, this.selfId)]));
@@ -295,6 +305,7 @@ export class PeerTransport {
     socket.on('error', () => {});
     socket.on('close', () => {
       clearTimeout(timeout);
+      this.handshaking.delete(socket);
       this.inbound.delete(socket);
     });
   }
@@ -302,6 +313,8 @@ export class PeerTransport {
   async close(): Promise<void> {
     for (const p of this.peers.values()) p.close();
     for (const s of this.inbound) s.destroy();
+    for (const s of this.handshaking) s.destroy();
+    for (const s of this.handshaking) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -49,9 +49,15 @@ test('a joining node catches up by snapshot and votes; a removed node leaves; no
   expect(removed.status, JSON.stringify(removed.body)).toBe(200);
   expect(removed.body.members.map((m: any) => m.id).sort()).toEqual(['1', '3', '4']);
   await c.kill(2);
+  // If node 2 led, the others elect a new leader first (clients see 503 NoLeader meanwhile).
+  await c.leader();
   for (let i = 300; i < 350; i++) {
-    const r = await api(c.url(4), 'POST', '/v1/queues/jobs/messages', { messages: [{ data: `job-${i}` }] });
-    expect(r.status).toBe(200);
+    const r = await eventually(async () => {
+      // A dedupId makes the retry safe if a 503 came after the write was in the log.
+      const res = await api(c.url(4), 'POST', '/v1/queues/jobs/messages', { messages: [{ data: `job-${i}`, dedupId: `job-${i}` }] });
+      return res.status === 503 ? undefined : res;
+    }, 10_000, 50);
+    expect(r!.status).toBe(200);
   }
 
   // Every message is there, in order, pulled through the new node.
