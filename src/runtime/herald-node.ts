@@ -238,6 +238,9 @@ export class HeraldNode {
   /** A message from a peer. */
   receive(message: Message): void {
     this.raft.step(message);
+    // A follower's acknowledgement may commit entries: answer their proposers now rather than after
+    // the write this node has in progress.
+    if (message.type === 'append-response' && !this.failure) for (const entry of this.raft.takeCommitted()) this.applyEntry(entry);
     this.kick();
   }
 
@@ -265,9 +268,15 @@ export class HeraldNode {
       // A node that votes alone need not wait out an election timeout.
       const conf = this.raft.conf();
       if (this.raft.role !== 'leader' && conf.voters.length === 1 && conf.voters[0] === this.id) this.raft.campaign(false);
+      // A leader's appends and heartbeats go out before its own write: followers write in parallel
+      // with it, and the leader counts itself only once its write is done (Raft §10.2.1). Everything
+      // else (votes, acknowledgements) waits until what it promises is durable.
+      const messages = ready.messages ?? [];
+      const early = this.raft.role === 'leader' ? messages.filter((m) => m.type === 'append' || m.type === 'heartbeat') : [];
+      if (early.length > 0) this.send(early);
       await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) });
-      // Only now that entries and votes are durable may they be acknowledged to peers.
-      if (ready.messages && ready.messages.length > 0) this.send(this.withSnapshotData(ready.messages));
+      const late = early.length > 0 ? messages.filter((m) => m.type !== 'append' && m.type !== 'heartbeat') : messages;
+      if (late.length > 0) this.send(this.withSnapshotData(late));
       this.raft.advance(ready);
       if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership(ready);
     }

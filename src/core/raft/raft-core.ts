@@ -646,6 +646,17 @@ export class RaftCore {
     }
   }
 
+  /**
+   * Committed, persisted entries not handed out yet, handed out now (and not in a later ready): the
+   * driver may apply them at once instead of waiting for its write in progress to finish. They are
+   * durable on a majority and in this node's own log, so applying them early is safe.
+   */
+  takeCommitted(): Entry[] {
+    const entries = this.log.nextCommitted(this.opts.applyBytesMax);
+    if (entries.length > 0) this.log.appliedTo(entries[entries.length - 1]!.index);
+    return entries;
+  }
+
   // ---- ready / advance ----
 
   private hardState(): HardState {
@@ -676,10 +687,12 @@ export class RaftCore {
     const hs = this.hardState();
     const hsChanged = hs.term !== this.prevHardState.term || hs.vote !== this.prevHardState.vote || hs.commit !== this.prevHardState.commit;
     const softChanged = this.leader !== this.prevSoft.leader || this.role !== this.prevSoft.role;
+    // Committed entries are marked handed out at once, so takeCommitted() never hands them out twice.
+    const committed = this.takeCommitted();
     const ready: Ready = {
       entries: [...this.log.unstableEntries()],
       hardState: hsChanged ? hs : null,
-      committed: this.log.nextCommitted(this.opts.applyBytesMax),
+      committed,
       messages: this.msgs,
       snapshot: this.log.pendingSnapshot,
       readStates: this.readStates,
