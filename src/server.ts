@@ -7,6 +7,7 @@ import { buildApp } from './http/app.js';
 import { PeerTransport, type PeerAddress } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
 import type { Message } from './core/raft/messages.js';
+import type { PeerFrame, SnapshotChunk } from './transport/peer-codec.js';
 import { startMemoryReducer } from './runtime/memory-reducer.js';
 
 export interface RunningServer {
@@ -26,7 +27,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
   const cluster = config.cluster;
   let transport: PeerTransport | undefined;
-  let deliver: (m: Message) => void = () => {};
+  let deliver: (m: PeerFrame) => void = () => {};
   if (cluster) {
     transport = new PeerTransport({
       selfId: cluster.nodeId,
@@ -49,6 +50,8 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
           nodeId: cluster.nodeId,
           bootstrapVoters: cluster.join ? null : cluster.peers.map((p) => p.id),
           send: (messages: Message[]) => transport!.send(messages),
+          sendChunk: (chunk: SnapshotChunk) => transport!.sendChunk(chunk),
+          ...(process.env.HERALD_SNAPSHOT_CHUNK_BYTES ? { snapshotChunkBytes: Number(process.env.HERALD_SNAPSHOT_CHUNK_BYTES) } : {}),
           addresses: new Map(cluster.peers.map((p) => [p.id, `${p.host}:${p.raftPort}:${p.httpPort}`])),
           onAddresses: (addresses: Map<number, string>) => {
             const peers = [...addresses].map(([id, a]) => parseAddress(id, a));

@@ -14,7 +14,8 @@ import type { Command, StampedCommand } from '../core/broker/commands.js';
 import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
 import { EntryType, type ConfState, type Entry, type NodeId, type Ready, type SnapshotMeta } from '../core/raft/types.js';
-import { decodeCommand, encodeCommand, LmdbStorage, type SnapshotPayload } from '../storage/lmdb-storage.js';
+import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, type ReceivedSnapshot } from '../storage/lmdb-storage.js';
+import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
 
 export class NodeUnavailableError extends Error {
   constructor(message: string) {
@@ -59,6 +60,10 @@ export interface HeraldNodeOptions {
   random?: () => number;
   /** Sends Raft messages to peers (none for a single node). */
   send?: (messages: Message[]) => void;
+  /** Sends one chunk of a snapshot stream with backpressure; false when the stream must be abandoned. */
+  sendChunk?: (chunk: SnapshotChunk) => Promise<boolean>;
+  /** Message bodies per snapshot chunk (default 4 MiB). */
+  snapshotChunkBytes?: number;
   /** How members are reached (id → "host:raftPort:httpPort"), as configured; the log adds to it. */
   addresses?: Map<NodeId, string>;
   tickMs?: number;
@@ -77,6 +82,12 @@ export class HeraldNode {
   private readonly raft: RaftCore;
   private readonly clock: () => number;
   private readonly send: (messages: Message[]) => void;
+  private readonly sendChunk: (chunk: SnapshotChunk) => Promise<boolean>;
+  private readonly snapshotChunkBytes: number;
+  /** Followers a snapshot is being streamed to (one stream each). */
+  private readonly streaming = new Set<NodeId>();
+  /** A snapshot stream coming in from the leader. */
+  private incoming: { from: NodeId; index: number; next: number; state: unknown; records: LocatedRecords } | null = null;
   /** Proposers waiting for their entry to be applied, by log index. */
   private readonly waiters = new Map<number, Waiter>();
   /** Commands proposed here, kept decoded so applying them does not decode them again. */
@@ -101,6 +112,8 @@ export class HeraldNode {
     this.id = options.nodeId ?? 1;
     this.clock = options.clock ?? Date.now;
     this.send = options.send ?? (() => {});
+    this.sendChunk = options.sendChunk ?? (async () => false);
+    this.snapshotChunkBytes = options.snapshotChunkBytes ?? 4 * 1024 * 1024;
     this.snapshotEntriesInterval = options.snapshotEntriesInterval ?? limits.snapshotEntriesInterval;
     this.addresses = new Map(options.addresses ?? []);
     this.onAddresses = options.onAddresses ?? (() => {});
@@ -235,8 +248,21 @@ export class HeraldNode {
     return promise;
   }
 
-  /** A message from a peer. */
-  receive(message: Message): void {
+  /** A frame from a peer: a Raft message, or a chunk of a snapshot the leader streams to us. */
+  receive(message: PeerFrame): void {
+    if (message.type === 'snapshot-chunk') return this.receiveChunk(message);
+    if (message.type === 'snapshot') {
+      // The core gets the snapshot only once every chunk before it has arrived, in order.
+      const marker = message.data as { chunks?: number } | undefined;
+      const inc = this.incoming;
+      if (!inc || inc.from !== message.from || inc.index !== message.snapshot.index || marker?.chunks !== inc.next) {
+        this.incoming = null;
+        return;
+      }
+      this.incoming = null;
+      const received: ReceivedSnapshot = { state: inc.state as ReceivedSnapshot['state'], records: inc.records };
+      message = { ...message, data: received };
+    }
     this.raft.step(message);
     // A follower's acknowledgement may commit entries: answer their proposers now rather than after
     // the write this node has in progress.
@@ -256,13 +282,15 @@ export class HeraldNode {
   private async run(): Promise<void> {
     while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites())) {
       const ready = this.raft.ready();
-      let install: { meta: SnapshotMeta; payload: SnapshotPayload } | undefined;
+      let install: { meta: SnapshotMeta; received: ReceivedSnapshot } | undefined;
       if (ready.snapshot) {
         // A leader's snapshot: this node's state becomes the snapshot's.
-        const payload = ready.snapshot.data as SnapshotPayload;
-        install = { meta: ready.snapshot.meta, payload };
-        this.machine.restore(payload.state);
+        const received = ready.snapshot.data as ReceivedSnapshot;
+        install = { meta: ready.snapshot.meta, received };
+        this.machine.restore(received.state);
         this.appliedIndex = this.snapshotIndex = ready.snapshot.meta.index;
+        for (const [id, a] of Object.entries(ready.snapshot.meta.addresses ?? {})) this.addresses.set(Number(id), a);
+        this.onAddresses(this.addresses);
       }
       for (const entry of ready.committed) this.applyEntry(entry);
       // A node that votes alone need not wait out an election timeout.
@@ -284,15 +312,71 @@ export class HeraldNode {
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
-  /** The core leaves a snapshot message's data to the driver: the broker state and every message. */
+  /** The core leaves a snapshot's data to the driver: it is streamed in chunks ahead of the message. */
   private withSnapshotData(messages: Message[]): Message[] {
     if (!messages.some((m) => m.type === 'snapshot')) return messages;
-    const saved = this.storage.loadSnapshotState();
-    return messages.map((m) => {
-      if (m.type !== 'snapshot') return m;
-      if (!saved || saved.meta.index !== m.snapshot.index) return m;
-      return { ...m, data: this.storage.snapshotPayload(saved.state) };
-    });
+    for (const m of messages) if (m.type === 'snapshot') void this.streamSnapshot(m);
+    return messages.filter((m) => m.type !== 'snapshot');
+  }
+
+  /**
+   * Streams the latest snapshot to a follower: chunk 0 carries the broker state, the next ones the
+   * retained message bodies, each sent only once the connection has drained; then the Raft message.
+   * Any failure abandons the stream and tells the core, which sends a snapshot again later.
+   */
+  private async streamSnapshot(m: Extract<Message, { type: 'snapshot' }>): Promise<void> {
+    if (this.streaming.has(m.to)) return;
+    this.streaming.add(m.to);
+    try {
+      const saved = this.storage.loadSnapshotState();
+      if (!saved || saved.meta.index !== m.snapshot.index) throw new Error('the snapshot moved on');
+      let seqNo = 0;
+      const send = async (payload: Buffer) => {
+        const chunk: SnapshotChunk = { type: 'snapshot-chunk', group: m.group, from: this.id, to: m.to, term: m.term, snapshotIndex: m.snapshot.index, seqNo: seqNo++, payload };
+        if (!(await this.sendChunk(chunk))) throw new Error('the stream to the follower broke');
+      };
+      await send(encodeCommand({ state: saved.state }));
+      let batch: [number, number, Buffer][] = [];
+      let bytes = 0;
+      for (const record of this.storage.snapshotRecords(saved.state)) {
+        batch.push(record);
+        bytes += record[2].length;
+        if (bytes >= this.snapshotChunkBytes) {
+          await send(encodeCommand({ records: batch }));
+          batch = [];
+          bytes = 0;
+        }
+      }
+      if (batch.length > 0) await send(encodeCommand({ records: batch }));
+      this.send([{ ...m, data: { chunks: seqNo } }]);
+    } catch (error) {
+      console.warn(`herald: snapshot to node ${m.to} abandoned: ${(error as Error).message}`);
+      this.raft.reportSnapshotFailed(m.to);
+      this.kick();
+    } finally {
+      this.streaming.delete(m.to);
+    }
+  }
+
+  private receiveChunk(c: SnapshotChunk): void {
+    try {
+      if (c.seqNo === 0) {
+        const { state } = decodeCommand<{ state: unknown }>(c.payload);
+        this.incoming = { from: c.from, index: c.snapshotIndex, next: 1, state, records: new LocatedRecords() };
+        return;
+      }
+      const inc = this.incoming;
+      if (!inc || inc.from !== c.from || inc.index !== c.snapshotIndex || inc.next !== c.seqNo) {
+        this.incoming = null; // a gap: this stream is lost; the leader will send a snapshot again
+        return;
+      }
+      const { records } = decodeCommand<{ records: [number, number, Uint8Array][] }>(c.payload);
+      this.storage.appendReceived(inc.records, records);
+      inc.next++;
+    } catch (error) {
+      console.warn(`herald: bad snapshot chunk from node ${c.from}: ${(error as Error).message}`);
+      this.incoming = null;
+    }
   }
 
   private snapshotIfDue() {

@@ -33,14 +33,34 @@ export interface StepWrite {
   /** A broker snapshot taken at `meta.index`; log entries at or below `compactTo` may then go. */
   snapshot?: { meta: SnapshotMeta; state: BrokerSnapshot; compactTo: number };
   /** A leader's snapshot to install: replaces the log and every message (written before `entries`). */
-  install?: { meta: SnapshotMeta; payload: SnapshotPayload };
+  install?: { meta: SnapshotMeta; received: ReceivedSnapshot };
 }
 
-/** What a leader ships to a follower that is too far behind for the log: the broker state and every
- * retained message. Sent as one frame, so it is bounded by the transport's frame limit. */
+/**
+ * Message bodies a follower received in a leader's snapshot stream, already appended to its segment
+ * files but not yet indexed (parallel arrays, to stay compact for millions of messages).
+ */
+export class LocatedRecords {
+  readonly topicIds: number[] = [];
+  readonly seqs: number[] = [];
+  readonly segments: number[] = [];
+  readonly offsets: number[] = [];
+  readonly lengths: number[] = [];
+  get size(): number {
+    return this.seqs.length;
+  }
+}
+
+/** A snapshot with its messages in memory: the simulator's form (the real node streams them). */
 export interface SnapshotPayload {
   state: BrokerSnapshot;
   messages: [number, StoredMessage[]][];
+}
+
+/** A snapshot received from the leader, ready to install. */
+export interface ReceivedSnapshot {
+  state: BrokerSnapshot;
+  records: LocatedRecords;
 }
 
 export interface LoadedState {
@@ -236,19 +256,36 @@ export class LmdbStorage implements MessageStore, LogReader {
     return this.snapshotMeta;
   }
 
-  /** Every retained message of the topics in `state`, for a follower's snapshot. */
-  snapshotPayload(state: BrokerSnapshot): SnapshotPayload {
-    const messages: [number, StoredMessage[]][] = [];
+  /**
+   * Every retained message of the topics in `state` as stored record bytes, in order, for streaming a
+   * snapshot to a follower. Throws if one is gone (retention ran past the snapshot meanwhile): the
+   * stream is then abandoned and a newer snapshot sent later.
+   */
+  *snapshotRecords(state: BrokerSnapshot): Generator<[topicId: number, seq: number, record: Buffer]> {
     for (const t of state.topics) {
-      const list: StoredMessage[] = [];
       for (let seq = t.firstSeq; seq <= t.lastSeq; seq++) {
-        const m = this.get(t.id, seq);
-        assert(m !== undefined, `topic ${t.name} lacks seq ${seq} for a snapshot`);
-        list.push(m);
+        const pending = this.pendingPuts.get(t.id)?.get(seq);
+        if (pending) {
+          yield [t.id, seq, Buffer.concat(encodeRecord(pending))];
+          continue;
+        }
+        const loc = this.index.getBinaryFast([t.id, seq]);
+        assert(loc !== undefined, `topic ${t.name} no longer holds seq ${seq}`);
+        yield [t.id, seq, Buffer.from(this.segments.read(decodeLocation(loc)))];
       }
-      messages.push([t.id, list]);
     }
-    return { state, messages };
+  }
+
+  /** Appends records of a snapshot stream to the segment files (indexed only when it is installed). */
+  appendReceived(into: LocatedRecords, records: [number, number, Uint8Array][]): void {
+    const locations = this.segments.append(records.map(([, , bytes]) => [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]));
+    for (let i = 0; i < records.length; i++) {
+      into.topicIds.push(records[i]![0]);
+      into.seqs.push(records[i]![1]);
+      into.segments.push(locations[i]!.segment);
+      into.offsets.push(locations[i]!.offset);
+      into.lengths.push(locations[i]!.length);
+    }
   }
 
   /** Whether a step has anything to write besides what the caller brings. */
@@ -262,10 +299,11 @@ export class LmdbStorage implements MessageStore, LogReader {
     let puts = this.putQueue;
     this.putQueue = [];
     if (install) {
+      // What was applied before is replaced wholesale by the snapshot.
       this.pendingPuts.clear();
       this.deferredDeletes = [];
       this.dropping = [];
-      puts = install.payload.messages.flatMap(([topicId, list]) => list.map((m) => [topicId, m] as [number, StoredMessage]));
+      puts = [];
     }
     const deletes = write.snapshot ? this.deferredDeletes : [];
     if (write.snapshot) this.deferredDeletes = [];
@@ -297,7 +335,15 @@ export class LmdbStorage implements MessageStore, LogReader {
           changed.add(id);
         }
         for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
-        this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.payload.state) });
+        this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.received.state) });
+        const r = install.received.records;
+        for (let i = 0; i < r.size; i++) {
+          const loc = { segment: r.segments[i]!, offset: r.offsets[i]!, length: r.lengths[i]! };
+          this.index.putSync([r.topicIds[i]!, r.seqs[i]!], encodeLocation(loc));
+          addLive(loc.segment, 1);
+        }
+        this.indexLastKey = [0, 0];
+        for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
       }
       for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
       if (truncating) {
@@ -307,7 +353,6 @@ export class LmdbStorage implements MessageStore, LogReader {
         }
       }
       if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
-      if (install) this.indexLastKey = [0, 0];
       for (let i = 0; i < puts.length; i++) {
         const key: [number, number] = [puts[i]![0], puts[i]![1].seq];
         const last = this.indexLastKey;

@@ -90,6 +90,43 @@ class Reader {
   }
 }
 
+/**
+ * A piece of a snapshot on its way to a follower: the driver streams a snapshot as numbered chunks
+ * (the broker state first, then message bodies) ahead of the Raft 'snapshot' message itself, so no
+ * frame grows with the data. Not a Raft message: the core never sees it.
+ */
+export interface SnapshotChunk {
+  type: 'snapshot-chunk';
+  group: number;
+  from: number;
+  to: number;
+  term: number;
+  snapshotIndex: number;
+  seqNo: number;
+  payload: Buffer;
+}
+
+/** Anything a peer connection carries. */
+export type PeerFrame = Message | SnapshotChunk;
+
+const chunkKind = kinds.length;
+
+export function encodeSnapshotChunk(c: SnapshotChunk): Buffer {
+  const w = new Writer(64 + c.payload.length);
+  w.u32(0);
+  w.u8(chunkKind);
+  w.u32(c.group);
+  w.u32(c.from);
+  w.u32(c.to);
+  w.f64(c.term);
+  w.f64(c.snapshotIndex);
+  w.u32(c.seqNo);
+  w.bytes(c.payload);
+  if (w.pos - 4 > frameBytesMax) throw new FrameError(`frame of ${w.pos} bytes is over the limit`);
+  w.buf.writeUInt32BE(w.pos - 4, 0);
+  return w.buf.subarray(0, w.pos);
+}
+
 /** Encodes one message as a whole frame (length prefix included). */
 export function encodeMessage(m: Message): Buffer {
   const w = new Writer(m.type === 'append' ? 64 + m.entries.reduce((n, e) => n + 21 + e.data.length, 0) : 64);
@@ -144,6 +181,26 @@ export function encodeMessage(m: Message): Buffer {
 }
 
 /** Decodes a frame body (without its length prefix). Throws FrameError on anything malformed. */
+export function decodeFrame(body: Buffer): PeerFrame {
+  if (body.length > 0 && body[0] === chunkKind) {
+    const r = new Reader(body);
+    r.u8();
+    const c: SnapshotChunk = {
+      type: 'snapshot-chunk',
+      group: r.u32(),
+      from: r.u32(),
+      to: r.u32(),
+      term: r.f64(),
+      snapshotIndex: r.f64(),
+      seqNo: r.u32(),
+      payload: r.bytes(),
+    };
+    r.done();
+    return c;
+  }
+  return decodeMessage(body);
+}
+
 export function decodeMessage(body: Buffer): Message {
   const r = new Reader(body);
   const kind = kinds[r.u8()];

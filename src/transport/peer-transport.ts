@@ -9,7 +9,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Message } from '../core/raft/messages.js';
 import type { NodeId } from '../core/raft/types.js';
-import { decodeMessage, encodeMessage, FrameError, frameBytesMax } from './peer-codec.js';
+import { decodeFrame, encodeMessage, encodeSnapshotChunk, FrameError, frameBytesMax, type PeerFrame, type SnapshotChunk } from './peer-codec.js';
 
 export interface PeerAddress {
   id: NodeId;
@@ -23,7 +23,7 @@ export interface PeerTransportOptions {
   host: string;
   port: number;
   secret: string;
-  onMessage: (message: Message) => void;
+  onMessage: (message: PeerFrame) => void;
   /** Called when a peer connection is refused or misbehaves (for logs and tests). */
   onRefused?: (reason: string) => void;
 }
@@ -35,6 +35,8 @@ const handshakeTimeoutMs = 5000;
 /** Bytes queued for one peer before new messages to it are dropped. */
 const outboundBytesMax = 32 * 1024 * 1024;
 const inboundConnectionsMax = 64;
+/** A snapshot stream waits for the socket to drain below this before it writes its next chunk. */
+const streamBufferBytesMax = 8 * 1024 * 1024;
 /** Connections still in the handshake; when full, the oldest is dropped so a real peer always gets in. */
 const handshakingMax = 16;
 const reconnectDelayMsMax = 2000;
@@ -102,6 +104,42 @@ class OutboundPeer {
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     if (!this.socket && !this.timer) this.connect();
+  }
+
+  /**
+   * Sends one frame of a stream that must not be dropped (a snapshot): waits for the connection and
+   * for its buffer to drain. False when the connection failed or did not come up in time; the
+   * stream is then abandoned (the receiver discards an incomplete one).
+   */
+  async sendReliably(frame: Buffer, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    if (!this.ready) {
+      if (!this.socket && !this.timer) this.connect();
+      while (!this.ready) {
+        if (this.closed || Date.now() > deadline) return false;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const socket = this.socket!;
+    if (socket.writableLength > streamBufferBytesMax) {
+      const drained = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => done(false), Math.max(0, deadline - Date.now()));
+        const done = (ok: boolean) => {
+          clearTimeout(timer);
+          socket.off('drain', onDrain);
+          socket.off('close', onClose);
+          resolve(ok);
+        };
+        const onDrain = () => done(true);
+        const onClose = () => done(false);
+        socket.on('drain', onDrain);
+        socket.on('close', onClose);
+      });
+      if (!drained) return false;
+    }
+    if (socket !== this.socket || !this.ready) return false;
+    socket.write(frame);
+    return true;
   }
 
   cork(): void {
@@ -232,6 +270,13 @@ export class PeerTransport {
     for (const p of touched) p.uncork();
   }
 
+  /** Sends a snapshot chunk with backpressure; false if the stream has to be abandoned. */
+  async sendChunk(chunk: SnapshotChunk, timeoutMs = 30_000): Promise<boolean> {
+    const peer = this.peers.get(chunk.to);
+    if (!peer) return false;
+    return peer.sendReliably(encodeSnapshotChunk(chunk), timeoutMs);
+  }
+
   refused(reason: string): void {
     this.opts.onRefused?.(reason);
   }
@@ -292,9 +337,9 @@ export class PeerTransport {
         const body = input.take(frameLength);
         if (!body) return;
         frameLength = 0;
-        let m: Message;
+        let m: PeerFrame;
         try {
-          m = decodeMessage(body);
+          m = decodeFrame(body);
         } catch (e) {
           return fail(`peer ${peerId} sent a malformed frame: ${(e as FrameError).message}`);
         }

@@ -142,6 +142,8 @@ export class TestCluster {
   readonly secret = 'test-cluster-secret-0123456789';
   /** Flags every node gets (e.g. a small --snapshot-entries). */
   extraArgs: string[] = [];
+  /** Environment every node gets. */
+  env: Record<string, string> = {};
   constructor(readonly specs: ClusterNodeSpec[]) {}
 
   static async create(size: number): Promise<TestCluster> {
@@ -168,7 +170,7 @@ export class TestCluster {
     const s = this.specs.find((x) => x.id === id)!;
     const p = await startHerald({
       dataDir: s.dataDir,
-      env: { HERALD_CLUSTER_SECRET: this.secret },
+      env: { HERALD_CLUSTER_SECRET: this.secret, ...this.env },
       args: ['--node-id', String(id), '--raft-port', String(s.raftPort), '--peers', peers, '--port', String(s.httpPort), ...extraArgs],
     });
     this.nodes.set(id, p);

@@ -1,5 +1,5 @@
 // Goal: membership changes on a live cluster that holds data lose nothing: a 4th node joins (it
-// catches up by snapshot, since the leader's log is compacted), becomes a voter and holds the same
+// catches up by a snapshot streamed in chunks, since the leader's log is compacted), becomes a voter and holds the same
 // state; another node is removed and the group goes on with the rest. Also leader transfer.
 // Method: real node processes; small snapshot interval so the log is compacted; every wait polls.
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -9,6 +9,8 @@ let c: TestCluster;
 beforeAll(async () => {
   c = await TestCluster.create(4);
   c.extraArgs = ['--snapshot-entries', '100'];
+  // Small chunks, so the snapshot the new node receives comes as a stream of many.
+  c.env = { HERALD_SNAPSHOT_CHUNK_BYTES: '4096' };
   await c.startAll([1, 2, 3]);
 });
 afterAll(async () => {
