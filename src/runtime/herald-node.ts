@@ -90,8 +90,9 @@ export class HeraldNode {
   private incoming: { from: NodeId; index: number; next: number; state: unknown; records: LocatedRecords } | null = null;
   /** Proposers waiting for their entry to be applied, by log index. */
   private readonly waiters = new Map<number, Waiter>();
-  /** Commands proposed here, kept decoded so applying them does not decode them again. */
-  private readonly proposed = new Map<number, StampedCommand>();
+  /** Commands proposed here, kept decoded (with the term they were proposed in) so applying them does
+   * not decode them again. Only an entry of that same term is that command. */
+  private readonly proposed = new Map<number, { term: number; stamped: StampedCommand }>();
   private readonly effectListeners: ((effects: Effect[]) => void)[] = [];
   private stepping = false;
   private closed = false;
@@ -241,7 +242,7 @@ export class HeraldNode {
     const data = encodeCommand(stamped);
     const r = this.raft.propose(data);
     if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint));
-    this.proposed.set(r.index, stamped);
+    this.proposed.set(r.index, { term: r.term, stamped });
     this.logBytesSinceSnapshot += data.length;
     const promise = new Promise<Reply>((resolve, reject) => this.waiters.set(r.index, { term: r.term, resolve, reject }));
     this.kick();
@@ -289,6 +290,7 @@ export class HeraldNode {
         install = { meta: ready.snapshot.meta, received };
         this.machine.restore(received.state);
         this.appliedIndex = this.snapshotIndex = ready.snapshot.meta.index;
+        for (const index of [...this.proposed.keys()]) if (index <= this.appliedIndex) this.proposed.delete(index);
         for (const [id, a] of Object.entries(ready.snapshot.meta.addresses ?? {})) this.addresses.set(Number(id), a);
         this.onAddresses(this.addresses);
       }
@@ -401,8 +403,9 @@ export class HeraldNode {
 
   private applyEntry(entry: Entry): void {
     assert(entry.index === this.appliedIndex + 1, `applying ${entry.index} after ${this.appliedIndex}`);
-    const stamped = this.proposed.get(entry.index);
+    const proposed = this.proposed.get(entry.index);
     this.proposed.delete(entry.index);
+    const stamped = proposed && proposed.term === entry.term ? proposed.stamped : undefined;
     let reply: Reply | undefined;
     let effects: Effect[] = [];
     if (entry.type === EntryType.conf) {

@@ -4,6 +4,13 @@
  * crashes, restarts and membership changes, and checkers that run after every step. Every choice is
  * drawn from one seeded PRNG, so a run replays exactly from its seed.
  *
+ * Each node applies committed entries to the real broker state machine (BrokerMachine over its own
+ * MemoryMessageStore). An entry holds a StampedCommand, msgpack-encoded (codec.ts), whose `nowMs`
+ * the proposing node stamps from its clock (ticks × tickMs, plus a per-node skew); the proposer
+ * applies its own command object, the others what they decode, as the real node does. A snapshot is
+ * the broker's snapshot plus every retained message (the real SnapshotPayload), encoded on the wire;
+ * a crash loses the machine, and a restart rebuilds it from the snapshot and replays the log.
+ *
  * The checkers (a broken one throws SimViolation at once, with the tick):
  * - election safety: at most one leader per term, ever; a persisted vote never changes within a term;
  * - log matching, on persisted logs: an (index, term) names one entry, and fixes the term before it;
@@ -11,9 +18,18 @@
  * - leader completeness: a new leader's log holds every entry any node has applied;
  * - a node's commit index never goes back; a committed entry is never overwritten on disk;
  * - ReadIndex: a confirmed read's index covers every write acknowledged before the read was asked;
- * - at the end (see `checkConverged`): every acknowledged command is applied by every member.
+ * - determinism: every node that applies an index computes the same broker reply and effects there;
+ * - at the end (see `checkConverged`): every acknowledged command is applied by every member, and
+ *   every member's broker has the same snapshot and the same messages.
+ * The broker's own checkers (broker-workload.ts) follow the log through `onApplied`.
  */
 import { AssertionError } from '../../src/core/assert.js';
+import type { Command, StampedCommand } from '../../src/core/broker/commands.js';
+import { BrokerMachine, type Reply } from '../../src/core/broker/machine.js';
+import type { StoredMessage } from '../../src/core/broker/types.js';
+import { MemoryMessageStore } from '../../src/storage/memory-store.js';
+import type { SnapshotPayload } from '../../src/storage/lmdb-storage.js';
+import { decode, digest, encode, stampedOf, type SimEnvelope } from './codec.js';
 import type { Message } from '../../src/core/raft/messages.js';
 import { RaftCore, decodeConfChange, type ConfChange, type ProposeResult } from '../../src/core/raft/raft-core.js';
 import { EntryType, type ConfState, type Entry, type NodeId, type ReadState, type SnapshotMeta } from '../../src/core/raft/types.js';
@@ -54,26 +70,69 @@ export interface ClusterOptions {
   tickSkipProbability?: number;
   /** Stop a removed node once its removal is applied somewhere (an operator would). */
   decommissionRemoved?: boolean;
+  /**
+   * A delivered message is left in the core without a Ready with this probability, so that several
+   * messages are stepped between two Readies (the real driver steps whatever arrives while it awaits
+   * its disk write).
+   */
+  stepBatchProbability?: number;
+  /**
+   * After stepping an append-response, apply what it committed at once, outside a Ready (as the real
+   * node's receive() does with RaftCore.takeCommitted, where the core has it).
+   */
+  applyOnAppendResponse?: boolean;
+  /** Each node's clock runs this many ms off the simulation's (drawn per node in ±max). */
+  clockSkewMsMax?: number;
   log?: (line: string) => void;
 }
 
-/** One applied command of the tiny state machine. */
+/** Simulated milliseconds per tick: the leader stamps `now * tickMs` (plus its skew) into commands. */
+export const tickMs = 100;
+
+/** What a client proposes when it does not say: one retention step (a real, cheap broker command). */
+const noopCommand: Command = { type: 'expire' };
+
+/** Called once per log index, by the first node that applies it, with that node's state after it. */
+export type AppliedListener = (n: SimNode, index: number, stamped: StampedCommand, reply: Reply) => void;
+
+/** A client's callback: the proposing node applied its proposal at the index and term it was given. */
+export type ReplyListener = (reply: Reply, at: { index: number; term: number; node: SimNode }) => void;
+
+/** One applied command: the simulator's record of what a node applied (a ghost of the log). */
 export interface AppliedCommand {
   index: number;
   term: number;
   cmd: string;
+  /** The entry's content (see entryKey), for state-machine safety across snapshots. */
+  key: string;
 }
 
-/** A snapshot of the state machine: the applied commands (immutable once made). */
+/**
+ * A node's snapshot (immutable once made): the broker state and every retained message, as the real
+ * node ships to a follower (SnapshotPayload), plus the checkers' record of the applied commands.
+ */
 interface MachineSnapshot {
   commands: readonly AppliedCommand[];
+  broker: SnapshotPayload | null;
 }
 
 export class SimNode {
   core: RaftCore | null = null;
   incarnation = 0;
-  /** The state machine: commands in the order applied. Lost on a crash, rebuilt from the snapshot. */
+  /** Commands in the order applied. Lost on a crash, rebuilt from the snapshot. */
   commands: AppliedCommand[] = [];
+  /** The broker state machine over its own message store. Lost on a crash, rebuilt from the snapshot
+   * and the log. */
+  store = new MemoryMessageStore();
+  machine = new BrokerMachine(this.store);
+  /** What this life proposed, by index: like the real node, it applies its own command object rather
+   * than decoding the entry (only when the entry at that index is still its own, same term). */
+  proposed = new Map<number, { term: number; stamped: StampedCommand }>();
+  /** A snapshot taken at an applied index, to become the log's snapshot once `compactKeep` more
+   * entries are applied (so the log keeps entries behind the applied index). */
+  pendingSnap: { index: number; conf: ConfState; data: MachineSnapshot } | undefined;
+  /** This node's clock offset. */
+  skewMs = 0;
   applied = 0;
   conf: ConfState = { voters: [], learners: [] };
   /** The membership as of each applied index where it changed (for compaction behind `applied`). */
@@ -98,11 +157,24 @@ export class SimNode {
   }
 }
 
-const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
-
 function entryKey(e: Entry): string {
-  return `${e.type ?? 0}:${textDecoder.decode(e.data)}`;
+  return e.data.length === 0 ? `${e.type ?? 0}:` : `${e.type ?? 0}:${digest(e.data)}`;
+}
+
+/** The broker state and retained messages of a node (like LmdbStorage.snapshotPayload). */
+export function snapshotPayload(n: SimNode): SnapshotPayload {
+  const state = n.machine.snapshot();
+  const messages: [number, StoredMessage[]][] = [];
+  for (const t of state.topics) {
+    const list: StoredMessage[] = [];
+    for (let seq = t.firstSeq; seq <= t.lastSeq; seq++) {
+      const m = n.store.get(t.id, seq);
+      check(m !== undefined, `n${n.id}: topic ${t.name} lacks seq ${seq} for a snapshot`);
+      list.push(m);
+    }
+    messages.push([t.id, list]);
+  }
+  return { state, messages };
 }
 
 export class Cluster {
@@ -114,6 +186,8 @@ export class Cluster {
   private readonly opts: ClusterOptions;
   private nextNodeId: NodeId;
   private nextCmd = 1;
+  /** The broker checkers' hook (see AppliedListener). */
+  onApplied: AppliedListener | undefined;
 
   // ---- checker state ----
   readonly leadersByTerm = new Map<number, NodeId>();
@@ -127,7 +201,10 @@ export class Cluster {
   /** Acknowledged commands: applied by the leader that proposed them, at the index and term it was given. */
   readonly acked = new Map<string, { index: number; term: number }>();
   maxAckedIndex = 0;
-  private pending = new Map<string, { cmd: string; term: number }>();
+  private pending = new Map<string, { cmd: string; term: number; onReply: ReplyListener | undefined }>();
+  /** Per index: a digest of the broker's reply and effects there (every node must compute the same). */
+  private replyDigest: string[] = [];
+  private replyNode: number[] = [];
   private reads = new Map<string, { minIndex: number }>();
   /** Messages the transport reports as failed go back to the sender, if it is still the same life. */
   private snapshotSender = new WeakMap<Message, number>();
@@ -139,13 +216,31 @@ export class Cluster {
     this.knobs = { ...defaultKnobs, ...opts.knobs };
     this.net = new FakeNetwork(this.rng.fork(), opts.network ?? quietNetwork);
     const voters = Array.from({ length: opts.nodes }, (_, i) => i + 1);
-    const empty: MachineSnapshot = { commands: [] };
+    const empty: MachineSnapshot = { commands: [], broker: null };
+    this.skewRng = new Prng((opts.seed ^ 0x2c1b3c6d) >>> 0);
     for (const id of voters) {
       const n = new SimNode(id, MemoryLogStorage.bootstrap({ voters, learners: [] }, empty), this.rng.fork());
+      this.drawSkew(n);
       this.nodes.set(id, n);
       this.start(n);
     }
     this.nextNodeId = opts.nodes + 1;
+  }
+
+  private readonly skewRng: Prng;
+
+  private drawSkew(n: SimNode): void {
+    const max = this.opts.clockSkewMsMax ?? 0;
+    n.skewMs = max > 0 ? this.skewRng.int(-max, max) : 0;
+  }
+
+  /** Node n's clock, as its leader stamps it into commands. */
+  clockMs(n: SimNode): number {
+    return this.now * tickMs + n.skewMs;
+  }
+
+  get logging(): boolean {
+    return this.opts.log !== undefined;
   }
 
   log(line: string): void {
@@ -159,6 +254,9 @@ export class Cluster {
     const data = n.storage.snapshotData() as MachineSnapshot | undefined;
     n.incarnation++;
     n.commands = data ? data.commands.slice() : [];
+    this.loadMachine(n, data?.broker ?? null);
+    n.proposed = new Map();
+    n.pendingSnap = undefined;
     n.applied = snap.index;
     n.conf = cloneConf(snap.conf);
     n.confHistory = [{ index: snap.index, conf: cloneConf(snap.conf) }];
@@ -183,6 +281,15 @@ export class Cluster {
     check(n.core.log.committed >= (hs?.commit ?? 0), `n${n.id} restarted with commit ${n.core.log.committed} below its persisted ${hs?.commit}`);
     this.log(`n${n.id} start #${n.incarnation} term=${n.core.term} commit=${n.core.log.committed} snap=${snap.index} last=${n.storage.lastIndex()} conf=${fmtConf(snap.conf)}`);
     this.drive(n);
+  }
+
+  /** A fresh machine and store holding a snapshot's state and messages (or nothing). */
+  private loadMachine(n: SimNode, payload: SnapshotPayload | null): void {
+    n.store = new MemoryMessageStore();
+    n.machine = new BrokerMachine(n.store);
+    if (!payload) return;
+    for (const [topicId, list] of payload.messages) for (const m of list) n.store.put(topicId, m);
+    n.machine.restore(payload.state);
   }
 
   /** Drops the node's core, its unsent messages and its in-memory state machine; its storage stays. */
@@ -213,6 +320,7 @@ export class Cluster {
   addNode(): SimNode {
     const id = this.nextNodeId++;
     const n = new SimNode(id, new MemoryLogStorage(), this.rng.fork());
+    this.drawSkew(n);
     this.nodes.set(id, n);
     this.start(n);
     return n;
@@ -269,9 +377,17 @@ export class Cluster {
 
   deliverDue(): void {
     let deliveries = 0;
+    const batch = this.opts.stepBatchProbability ?? 0;
+    const undriven = new Set<SimNode>();
     for (;;) {
       const f = this.net.take(this.now);
-      if (!f) return;
+      if (!f) {
+        if (undriven.size === 0) return;
+        const list = this.rng.shuffle([...undriven]);
+        undriven.clear();
+        for (const n of list) this.drive(n);
+        continue;
+      }
       check(++deliveries < 50_000, `message storm: more than 50000 deliveries in tick ${this.now}`);
       const m = f.msg;
       const dest = this.nodes.get(m.to);
@@ -287,8 +403,20 @@ export class Cluster {
       this.stats.deliveries++;
       if (this.opts.log) this.log(`  n${m.from}->n${m.to} ${fmtMsg(m)}`);
       dest!.core!.step(m);
-      this.drive(dest!);
+      if (m.type === 'append-response' && this.opts.applyOnAppendResponse) this.applyEarly(dest!);
+      if (batch > 0 && this.rng.chance(batch)) undriven.add(dest!);
+      else this.drive(dest!);
     }
+  }
+
+  private applyEarly(n: SimNode): void {
+    const core = n.core as (RaftCore & { takeCommitted?: () => Entry[] }) | null;
+    if (!core || typeof core.takeCommitted !== 'function') return;
+    for (const e of core.takeCommitted()) {
+      this.applyEntry(n, e);
+      if (!n.core) break;
+    }
+    while (this.driveDepth === 0 && this.replyQueue.length > 0) this.replyQueue.shift()!();
   }
 
   private reportSnapshotFailed(m: Message): void {
@@ -306,7 +434,8 @@ export class Cluster {
       const meta = n.storage.snapshot();
       check(meta.index === out.snapshot.index && meta.term === out.snapshot.term, `n${n.id} sends snapshot ${out.snapshot.index} but storage holds ${meta.index}`);
       check(out.data === undefined, 'the core filled snapshot data itself');
-      out = { ...out, data: n.storage.snapshotData() };
+      // On the wire, as bytes: the receiver decodes its own copy (as over the real transport).
+      out = { ...out, data: encode(n.storage.snapshotData()) };
       this.snapshotSender.set(out, n.incarnation);
       this.stats.snapshotsSent++;
     }
@@ -317,16 +446,35 @@ export class Cluster {
 
   // ---- the driver loop ----
 
+  private driveDepth = 0;
+  /** Clients' callbacks, run once no driver loop is on the stack (a callback may propose again). */
+  private replyQueue: (() => void)[] = [];
+
   /** The real driver's loop: take a Ready, persist, (maybe crash), send, apply, advance; repeat. */
   drive(n: SimNode): void {
+    this.driveDepth++;
+    try {
+      this.driveLoop(n);
+    } finally {
+      this.driveDepth--;
+    }
+    if (this.driveDepth === 0) {
+      while (this.replyQueue.length > 0) this.replyQueue.shift()!();
+    }
+  }
+
+  private driveLoop(n: SimNode): void {
     let rounds = 0;
     while (n.core && n.core.hasReady()) {
       check(++rounds < 10_000, `n${n.id}: ready never settles`);
       const core = n.core;
       const rd = core.ready();
       // 1. Persist: snapshot, entries, hard state (one atomic write in the real store).
+      let snapData: MachineSnapshot | undefined;
       if (rd.snapshot) {
-        n.storage.installSnapshot(rd.snapshot.meta, rd.snapshot.data);
+        check(rd.snapshot.data instanceof Uint8Array, `n${n.id} installs snapshot ${rd.snapshot.meta.index} without data`);
+        snapData = decode<MachineSnapshot>(rd.snapshot.data);
+        n.storage.installSnapshot(rd.snapshot.meta, snapData);
       }
       if (rd.entries.length > 0) {
         n.storage.append(rd.entries);
@@ -341,8 +489,11 @@ export class Cluster {
       // 2. Only then send.
       for (const m of rd.messages ?? []) this.send(n, m);
       // 3. Apply.
-      if (rd.snapshot) this.installMachine(n, rd.snapshot.meta, rd.snapshot.data);
-      for (const e of rd.committed) this.applyEntry(n, e);
+      if (rd.snapshot) this.installMachine(n, rd.snapshot.meta, snapData);
+      for (const e of rd.committed) {
+        this.applyEntry(n, e);
+        if (!n.core) return; // decommissioned by applying its own removal: its reads went with it
+      }
       for (const rs of rd.readStates ?? []) this.readConfirmed(n, rs);
       if (rd.softState) {
         this.log(`n${n.id} ${rd.softState.role} term=${core.term} leader=${rd.softState.leader}`);
@@ -356,16 +507,18 @@ export class Cluster {
     this.maybeCompact(n);
   }
 
-  private installMachine(n: SimNode, meta: SnapshotMeta, data: unknown): void {
-    const snap = data as MachineSnapshot | undefined;
+  private installMachine(n: SimNode, meta: SnapshotMeta, snap: MachineSnapshot | undefined): void {
     check(snap !== undefined && Array.isArray(snap.commands), `n${n.id} installs snapshot ${meta.index} without data`);
     check(meta.index > n.applied, `n${n.id} installs snapshot ${meta.index} not past applied ${n.applied}`);
     for (const c of snap.commands) {
       check(c.index <= meta.index, `snapshot ${meta.index} holds command at ${c.index}`);
-      this.recordApplied(n, c.index, c.term, `0:${c.cmd}`);
+      this.recordApplied(n, c.index, c.term, c.key);
     }
     for (const k of [...this.pending.keys()]) if (k.startsWith(`${n.id}:`)) this.pending.delete(k);
     n.commands = snap.commands.slice();
+    this.loadMachine(n, snap.broker);
+    for (const i of [...n.proposed.keys()]) if (i <= meta.index) n.proposed.delete(i);
+    n.pendingSnap = undefined;
     n.applied = meta.index;
     n.conf = cloneConf(meta.conf);
     n.confHistory = [{ index: meta.index, conf: cloneConf(meta.conf) }];
@@ -392,8 +545,10 @@ export class Cluster {
     // Only what is durable is applied: the entry must be in this node's persisted log.
     check(n.storage.term(e.index) === e.term, `n${n.id} applies ${e.index}/${e.term} but its disk holds term ${n.storage.term(e.index)} there`);
     const key = entryKey(e);
+    const first = this.appliedTerm[e.index] === undefined;
     this.recordApplied(n, e.index, e.term, key);
     n.applied = e.index;
+    let reply: Reply | undefined;
     let cmd: string | undefined;
     if (e.type === EntryType.conf) {
       const cc = decodeConfChange(e.data);
@@ -403,9 +558,28 @@ export class Cluster {
       if (n.core!.role === 'leader') this.stats.confApplied++;
       if (cc.type === 'remove' && (this.opts.decommissionRemoved ?? true)) this.decommission(cc.node);
     } else if (e.data.length > 0) {
-      cmd = textDecoder.decode(e.data);
-      n.commands.push({ index: e.index, term: e.term, cmd });
+      const env = decode<SimEnvelope>(e.data);
+      cmd = env.id;
+      n.commands.push({ index: e.index, term: e.term, cmd, key });
+      const own = n.proposed.get(e.index);
+      const stamped = own !== undefined && own.term === e.term ? own.stamped : stampedOf(env);
+      const result = n.machine.apply(stamped, e.index);
+      reply = result.reply;
+      // Determinism: every node computes the same reply and effects for an index.
+      const d = digest(encode(result));
+      const had = this.replyDigest[e.index];
+      if (had === undefined) {
+        this.replyDigest[e.index] = d;
+        this.replyNode[e.index] = n.id;
+      } else {
+        check(
+          had === d,
+          `determinism: n${n.id} replies ${JSON.stringify(reply).slice(0, 300)} to ${env.command.type} @${e.index}/${e.term}, unlike n${this.replyNode[e.index]} before it`,
+        );
+      }
+      if (first) this.onApplied?.(n, e.index, stamped, reply);
     }
+    n.proposed.delete(e.index);
     const pk = `${n.id}:${n.incarnation}:${e.index}`;
     const p = this.pending.get(pk);
     if (p) {
@@ -415,6 +589,12 @@ export class Cluster {
         this.acked.set(p.cmd, { index: e.index, term: e.term });
         if (e.index > this.maxAckedIndex) this.maxAckedIndex = e.index;
         this.log(`ack ${p.cmd} @${e.index}/${e.term}`);
+        const { onReply } = p;
+        if (onReply && reply) {
+          const r = reply;
+          const at = { index: e.index, term: e.term, node: n };
+          this.replyQueue.push(() => onReply(r, at));
+        }
       }
     }
   }
@@ -442,20 +622,29 @@ export class Cluster {
     this.log(`n${n.id} read ${rs.context} confirmed at ${rs.index}`);
   }
 
+  /**
+   * Log compaction: once `compactEvery` entries are applied past the snapshot, the node snapshots its
+   * machine at the applied index; that snapshot replaces the log up to its index once `compactKeep`
+   * more entries are applied (so some log stays behind the applied index, for lagging followers).
+   */
   private maybeCompact(n: SimNode): void {
     const every = this.opts.compactEvery ?? 0;
     if (every <= 0 || !n.core) return;
     const snapIndex = n.storage.snapshot().index;
     const keep = this.opts.compactKeep ?? 0;
-    if (n.applied - keep - snapIndex < every) return;
-    const index = n.applied - keep;
-    let conf = n.confHistory[0]!.conf;
-    for (const h of n.confHistory) if (h.index <= index) conf = h.conf;
-    n.confHistory = [{ index, conf }, ...n.confHistory.filter((h) => h.index > index)];
-    const data: MachineSnapshot = { commands: n.commands.filter((c) => c.index <= index) };
-    n.storage.compact(index, conf, data);
+    if (!n.pendingSnap && n.applied - snapIndex >= every + keep) {
+      let conf = n.confHistory[0]!.conf;
+      for (const h of n.confHistory) if (h.index <= n.applied) conf = h.conf;
+      n.pendingSnap = { index: n.applied, conf: cloneConf(conf), data: { commands: n.commands.slice(), broker: snapshotPayload(n) } };
+    }
+    const p = n.pendingSnap;
+    if (!p || n.applied - p.index < keep) return;
+    n.pendingSnap = undefined;
+    if (p.index <= snapIndex) return;
+    n.confHistory = [{ index: p.index, conf: p.conf }, ...n.confHistory.filter((h) => h.index > p.index)];
+    n.storage.compact(p.index, p.conf, p.data);
     this.stats.compactions++;
-    this.log(`n${n.id} compacted to ${index} conf=${fmtConf(conf)}`);
+    this.log(`n${n.id} compacted to ${p.index} conf=${fmtConf(p.conf)}`);
   }
 
   // ---- checkers ----
@@ -512,15 +701,22 @@ export class Cluster {
     return `c${this.nextCmd++}`;
   }
 
-  /** Proposes a fresh command to `to` (default: a live leader). Undefined when there is none. */
-  propose(to?: SimNode, cmd = this.newCommand()): { cmd: string; result: ProposeResult } | undefined {
+  /**
+   * Proposes a broker command (default: a retention step) to `to` (default: a live leader), stamped
+   * with that node's clock, under a fresh name. Undefined when there is no such node. `onReply` runs
+   * if the node applies it at the index and term it was given (the client's acknowledgement).
+   */
+  propose(to?: SimNode, cmd = this.newCommand(), command: Command = noopCommand, onReply?: ReplyListener): { cmd: string; result: ProposeResult } | undefined {
     const n = to ?? this.someLeader();
     if (!n?.core) return undefined;
-    const result = n.core.propose(textEncoder.encode(cmd));
+    const stamped: StampedCommand = { nowMs: this.clockMs(n), command };
+    const env: SimEnvelope = { id: cmd, nowMs: stamped.nowMs, command };
+    const result = n.core.propose(encode(env));
     this.stats.proposals++;
     if (result.ok) {
-      this.pending.set(`${n.id}:${n.incarnation}:${result.index}`, { cmd, term: result.term });
-      this.log(`n${n.id} propose ${cmd} -> ${result.index}/${result.term}`);
+      this.pending.set(`${n.id}:${n.incarnation}:${result.index}`, { cmd, term: result.term, onReply });
+      n.proposed.set(result.index, { term: result.term, stamped });
+      this.log(`n${n.id} propose ${cmd} ${command.type} -> ${result.index}/${result.term}`);
     }
     this.drive(n);
     return { cmd, result };
@@ -613,6 +809,14 @@ export class Cluster {
       // Every live node, member or not, holds a prefix of the members' history.
       const own = list(n);
       check(ref.startsWith(own), `n${n.id}'s applied commands are not a prefix of the members'`);
+    }
+    // The members' brokers are in one state, and hold the same messages.
+    const state = (n: SimNode) => JSON.stringify(n.machine.snapshot());
+    const refState = state(first);
+    const refPayload = digest(encode(snapshotPayload(first)));
+    for (const m of members) {
+      check(state(m) === refState, `n${m.id} and n${first.id} end with different broker states:\n  ${state(m).slice(0, 600)}\n  ${refState.slice(0, 600)}`);
+      check(digest(encode(snapshotPayload(m))) === refPayload, `n${m.id} and n${first.id} hold different messages`);
     }
   }
 

@@ -4,6 +4,10 @@
  * duplicates, reordering, partitions, crashes (including between persisting and sending), log
  * compaction with snapshot installs, membership changes and leader transfers; and, once the faults
  * stop, it recovers: a leader, every member caught up, every acknowledged command applied everywhere.
+ * The nodes run the real broker state machine under broker clients (broker-workload.ts): replies are
+ * the same on every node, every acknowledged publish is consumed or dead-lettered after a drain, an
+ * ok ack is final, delivery attempts are exact, leases, delays, ordering keys and dedup windows hold,
+ * and every member ends with the same broker state.
  * Method: deterministic whole-cluster simulation (test/sim/cluster.ts), SIM_SEEDS seeds in total
  * (default 500) split between 3- and 5-node groups; SIM_FROM moves the first seed (nightly random
  * sets). A failure names the seed and the command that replays it with a trace.

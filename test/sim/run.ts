@@ -38,7 +38,7 @@ function int(args: Map<string, string>, name: string): number | undefined {
 
 function report(r: RunResult): string {
   const s = r.stats;
-  const head = `seed ${r.seed} nodes ${r.nodes}: ${r.ok ? 'ok' : 'FAIL'} at tick ${r.tick} (${r.phase}); acked ${r.acked}, elections ${s.elections}, crashes ${s.crashes}, snapshots ${s.snapshotsSent}/${s.snapshotsInstalled}, conf changes ${s.confChanges}, deliveries ${s.deliveries}`;
+  const head = `seed ${r.seed} nodes ${r.nodes}: ${r.ok ? 'ok' : 'FAIL'} at tick ${r.tick} (${r.phase}); acked ${r.acked}, elections ${s.elections}, crashes ${s.crashes}, snapshots ${s.snapshotsSent}/${s.snapshotsInstalled}, conf changes ${s.confChanges}, deliveries ${s.deliveries}; broker: stored ${s.stored}, delivered ${s.delivered}, consumer acks ${s.consumerAcks}, dead-lettered ${s.deadLettered}, redriven ${s.redriven}`;
   if (r.ok) return head;
   return `${head}\n  ${r.error}\n${r.stack ? `${r.stack}\n` : ''}${r.state.replace(/^/gm, '  ')}\n  replay: ${replayCommand(r.seed, r.nodes)} --verbose`;
 }

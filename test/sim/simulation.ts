@@ -1,9 +1,13 @@
 /**
  * One randomized run (a VOPR "seed"): a fault profile drawn from the seed (swarm testing: each run
- * turns some faults up and others off), a chaos phase of client writes, reads, partitions, crashes,
- * membership changes and leader transfers, then a healing phase with no faults, after which the group
- * must converge: one leader, every member caught up, every acknowledged command applied everywhere.
+ * turns some faults up and others off), a chaos phase of broker clients (publish, pull, ack, nack:
+ * broker-workload.ts), reads, partitions, crashes, membership changes and leader transfers, then a
+ * healing phase with no faults, after which the group must converge: one leader, every member caught
+ * up, every acknowledged command applied everywhere; then a drain (pull and ack until every backlog is
+ * empty), after which every member's broker is in the same state and every acknowledged publish was
+ * consumed or dead-lettered.
  */
+import { BrokerWorkload, drawBrokerProfile, type BrokerProfile } from './broker-workload.js';
 import { Cluster, SimViolation, type ClusterOptions, type CoreKnobs } from './cluster.js';
 import { quietNetwork, type NetworkOptions } from './network.js';
 import { Prng } from './prng.js';
@@ -24,6 +28,13 @@ export interface Profile {
   compactEvery: number;
   compactKeep: number;
   tickSkipProbability: number;
+  clockSkewMsMax: number;
+  stepBatchProbability: number;
+  applyOnAppendResponse: boolean;
+  /** Share of client operations that are bare Raft proposals (a retention step) rather than broker traffic. */
+  rawProposeShare: number;
+  drainTicksMax: number;
+  broker: BrokerProfile;
 }
 
 export function drawProfile(seed: number): Profile {
@@ -52,6 +63,12 @@ export function drawProfile(seed: number): Profile {
     compactEvery: on(0.8) ? r.int(3, 40) : 0,
     compactKeep: on(0.5) ? r.int(0, 5) : 0,
     tickSkipProbability: on(0.3) ? r.float() * 0.1 : 0,
+    clockSkewMsMax: on(0.5) ? r.int(1, 1500) : 0,
+    rawProposeShare: r.float() * 0.2,
+    drainTicksMax: 1500,
+    broker: drawBrokerProfile(r),
+    stepBatchProbability: on(0.5) ? r.float() * 0.8 : 0,
+    applyOnAppendResponse: on(0.5),
   };
 }
 
@@ -62,9 +79,9 @@ export interface RunResult {
   error?: string;
   stack?: string;
   tick: number;
-  phase: 'chaos' | 'heal' | 'done';
+  phase: 'chaos' | 'heal' | 'drain' | 'done';
   acked: number;
-  stats: Cluster['stats'];
+  stats: Cluster['stats'] & BrokerWorkload['stats'];
   state: string;
 }
 
@@ -91,11 +108,15 @@ export function runSeed(o: RunOptions): RunResult {
     compactEvery: p.compactEvery,
     compactKeep: p.compactKeep,
     tickSkipProbability: p.tickSkipProbability,
+    clockSkewMsMax: p.clockSkewMsMax,
+    stepBatchProbability: p.stepBatchProbability,
+    applyOnAppendResponse: p.applyOnAppendResponse,
     knobs: o.knobs,
     log: o.log,
   };
   let phase: RunResult['phase'] = 'chaos';
   let c: Cluster | undefined;
+  let b: BrokerWorkload | undefined;
   const result = (ok: boolean, e?: unknown): RunResult => ({
     seed: o.seed,
     nodes: o.nodes,
@@ -105,7 +126,7 @@ export function runSeed(o: RunOptions): RunResult {
     tick: c?.now ?? 0,
     phase,
     acked: c?.acked.size ?? 0,
-    stats: c?.stats ?? ({} as Cluster['stats']),
+    stats: { ...(c?.stats ?? ({} as Cluster['stats'])), ...(b?.stats ?? ({} as BrokerWorkload['stats'])) },
     state: c?.describe() ?? '',
   });
   try {
@@ -113,15 +134,20 @@ export function runSeed(o: RunOptions): RunResult {
     c = new Cluster(copts);
     const cluster = c;
     const w = cluster.rng.fork();
+    const broker = (b = new BrokerWorkload(cluster, cluster.rng.fork(), p.broker));
     const minVoters = Math.max(3, o.nodes - 1);
     const maxVoters = o.nodes + 1;
     let partitioned = false;
 
     for (let t = 0; t < p.chaosTicks; t++) {
       // Clients.
+      broker.tick();
       if (w.chance(p.proposeProbability)) {
         const k = w.int(1, 3);
-        for (let i = 0; i < k; i++) cluster.propose();
+        for (let i = 0; i < k; i++) {
+          if (w.chance(p.rawProposeShare)) cluster.propose();
+          else broker.operate();
+        }
       }
       if (w.chance(p.readProbability)) cluster.readIndex();
       // Network faults.
@@ -217,6 +243,24 @@ export function runSeed(o: RunOptions): RunResult {
     }
     if (why !== undefined) throw new SimViolation(`liveness: not converged ${p.healTicksMax} ticks after healing: ${why}`);
     cluster.checkConverged();
+
+    // Drain: consumers take and ack everything left, then every member must agree.
+    phase = 'drain';
+    cluster.log('DRAIN');
+    let drained = false;
+    for (let t = 0; t < p.drainTicksMax && !drained; t++) {
+      drained = broker.drain();
+      if (!drained) cluster.tick();
+    }
+    if (!drained) throw new SimViolation(`liveness: backlog not drained in ${p.drainTicksMax} ticks (setup ${broker.setupComplete ? 'complete' : 'incomplete'})`);
+    why = cluster.notConverged();
+    for (let t = 0; t < p.healTicksMax && why !== undefined; t++) {
+      cluster.tick();
+      why = cluster.notConverged();
+    }
+    if (why !== undefined) throw new SimViolation(`liveness: not converged after the drain: ${why}`);
+    cluster.checkConverged();
+    broker.finalCheck(cluster.members().map((id) => cluster.node(id)));
     phase = 'done';
     return result(true);
   } catch (e) {
