@@ -1,0 +1,64 @@
+/**
+ * The connector undici uses for webhook deliveries: the SSRF check happens here, when connecting, on
+ * the address actually connected to. A literal IP in the URL is checked before connecting; a name is
+ * resolved by our own lookup, which refuses the connection if any address it returns is blocked (so a
+ * name that resolves to loopback, or re-resolves there later — DNS rebinding — never gets a socket).
+ * Redirects are not followed by undici's request, so a 3xx cannot lead elsewhere either.
+ */
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import ipaddr from 'ipaddr.js';
+import { Agent, buildConnector } from 'undici';
+import { isBlockedAddress } from './ssrf.js';
+
+/** A connection refused by the SSRF guard; a delivery attempt records it as `ssrf-blocked`. */
+export class SsrfBlockedError extends Error {
+  readonly code = 'SSRF_BLOCKED';
+  constructor(readonly target: string) {
+    super(`refused to connect to ${target}: a loopback, private, link-local or metadata address`);
+    this.name = 'SsrfBlockedError';
+  }
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/** dns.lookup, refusing names that resolve to a blocked address. */
+export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+    if (err) return callback(err, []);
+    const list = addresses as LookupAddress[];
+    const blocked = list.find((a) => isBlockedAddress(a.address));
+    if (blocked) return callback(new SsrfBlockedError(`${hostname} (${blocked.address})`) as NodeJS.ErrnoException, []);
+    if (options.all) return callback(null, list);
+    const first = list[0];
+    if (!first) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), []);
+    callback(null, first.address, first.family);
+  });
+}
+
+export interface WebhookAgentOptions {
+  /** Let webhooks reach loopback and private addresses (`--allow-private-webhooks`). */
+  allowPrivate: boolean;
+  connectTimeoutMs?: number;
+  /** Connections per origin. */
+  connections?: number;
+}
+
+/** An undici Agent (one pool per origin) whose every connection passes the SSRF guard. */
+export function webhookAgent(options: WebhookAgentOptions): Agent {
+  const connector = buildConnector({
+    timeout: options.connectTimeoutMs ?? 10_000,
+    ...(options.allowPrivate ? {} : { lookup: guardedLookup }),
+  });
+  return new Agent({
+    connections: options.connections ?? 64,
+    connect: (opts, callback) => {
+      const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
+      // A literal address is never looked up, so the lookup guard would not see it: check it here.
+      if (!options.allowPrivate && ipaddr.isValid(host) && isBlockedAddress(host)) {
+        callback(new SsrfBlockedError(host), null);
+        return;
+      }
+      connector(opts, callback);
+    },
+  });
+}
