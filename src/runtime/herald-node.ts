@@ -272,7 +272,7 @@ export class HeraldNode {
   }
 
   private kick(): void {
-    if (this.stepping || this.failure || !this.raft.hasReady()) return;
+    if (this.stepping || this.failure || (!this.raft.hasReady() && !this.storage.hasPendingWrites())) return;
     this.stepping = true;
     // setImmediate lets the proposals of this I/O turn join the same step.
     setImmediate(() => {
