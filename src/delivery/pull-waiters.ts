@@ -44,6 +44,11 @@ export class PullService {
     }
   }
 
+  /** Gives leased messages back at once (their client went away before it got them). Best effort. */
+  release(subscription: string, ackIds: string[]): void {
+    this.node.propose({ type: 'modify-ack-deadline', subscription, ackIds, deadlineMs: 0 }).catch(() => {});
+  }
+
   private wait(subscription: string, deadline: number): Promise<void> {
     return new Promise((resolve) => {
       let set = this.waiting.get(subscription);

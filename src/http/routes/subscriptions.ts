@@ -40,7 +40,7 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
   app.post<NameReq & { Body: PullBody | undefined }>(
     `${prefix}/pull`,
     { schema: { params: NameParams, body: PullBody, response: { 200: PullResponse } } },
-    async (req) => {
+    async (req, reply) => {
       const name = req.params.name;
       const config = node.machine.subscriptionConfig(name);
       if (!config) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
@@ -52,6 +52,18 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
         (body.ackDeadlineSeconds ?? config.ackDeadlineSeconds) * 1000,
         () => isGone(req),
       );
+      if (deliveries.length > 0) {
+        // The client may have left while the lease was being committed: give the messages back at
+        // once rather than let them wait out the ack deadline with nobody holding them.
+        const ackIds = deliveries.map((d) => d.ackId);
+        if (isGone(req)) {
+          pull.release(name, ackIds);
+          return { messages: [] };
+        }
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) pull.release(name, ackIds);
+        });
+      }
       return { messages: deliveries.map(renderDelivery) };
     },
   );
