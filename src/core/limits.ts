@@ -59,11 +59,8 @@ export const limits = {
   retentionDeleteBatchMax: 5_000,
   topicsMax: 10_000,
   subscriptionsMax: 10_000,
-  attemptsTrackedPerSubscriptionMax: 100,
 
   // The log and its batching (ours).
-  /** Commands that share one log write (group commit). */
-  proposalsPerWriteMax: 4096,
   /** Entries applied between two broker snapshots; bounds replay after a restart. */
   snapshotEntriesInterval: 20_000,
   /** Log bytes between two broker snapshots. */

@@ -13,7 +13,7 @@ import { BrokerMachine, type Effect, type Reply } from '../core/broker/machine.j
 import type { Command, StampedCommand } from '../core/broker/commands.js';
 import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
-import { EntryType, type ConfState, type Entry, type NodeId, type Ready, type SnapshotMeta } from '../core/raft/types.js';
+import { EntryType, type Entry, type NodeId, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, type ReceivedSnapshot } from '../storage/lmdb-storage.js';
 import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
 
@@ -244,7 +244,12 @@ export class HeraldNode {
     if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint));
     this.proposed.set(r.index, { term: r.term, stamped });
     this.logBytesSinceSnapshot += data.length;
-    const promise = new Promise<Reply>((resolve, reject) => this.waiters.set(r.index, { term: r.term, resolve, reject }));
+    return this.awaitApplied(r.index, r.term);
+  }
+
+  /** Resolves with the reply when the entry proposed at `index` in `term` is applied. */
+  private awaitApplied(index: number, term: number): Promise<Reply> {
+    const promise = new Promise<Reply>((resolve, reject) => this.waiters.set(index, { term, resolve, reject }));
     this.kick();
     return promise;
   }
@@ -306,16 +311,16 @@ export class HeraldNode {
       if (early.length > 0) this.send(early);
       await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) });
       const late = early.length > 0 ? messages.filter((m) => m.type !== 'append' && m.type !== 'heartbeat') : messages;
-      if (late.length > 0) this.send(this.withSnapshotData(late));
+      if (late.length > 0) this.send(this.streamSnapshotsAside(late));
       this.raft.advance(ready);
-      if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership(ready);
+      if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership();
     }
     this.stepping = false;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
-  /** The core leaves a snapshot's data to the driver: it is streamed in chunks ahead of the message. */
-  private withSnapshotData(messages: Message[]): Message[] {
+  /** Takes snapshot messages out of a batch and streams each (the core leaves their data to the driver). */
+  private streamSnapshotsAside(messages: Message[]): Message[] {
     if (!messages.some((m) => m.type === 'snapshot')) return messages;
     for (const m of messages) if (m.type === 'snapshot') void this.streamSnapshot(m);
     return messages.filter((m) => m.type !== 'snapshot');
@@ -431,7 +436,7 @@ export class HeraldNode {
   }
 
   /** Proposals beyond the commit index may never commit once this node stops leading. */
-  private failWaitersOnLostLeadership(_ready: Ready): void {
+  private failWaitersOnLostLeadership(): void {
     for (const [index, w] of this.waiters) {
       if (index > this.raft.log.committed) {
         this.waiters.delete(index);
@@ -457,9 +462,7 @@ export class HeraldNode {
       if (r.reason === 'conf-change-pending') throw new NodeUnavailableError('another membership change is in progress');
       throw new NotLeaderError(r.leaderHint);
     }
-    const done = new Promise<Reply>((resolve, reject) => this.waiters.set(r.index, { term: r.term, resolve, reject }));
-    this.kick();
-    await done;
+    await this.awaitApplied(r.index, r.term);
   }
 
   /** Adds a node: as a learner first; once it has caught up (by log or snapshot), as a voter. */

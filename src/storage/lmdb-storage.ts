@@ -51,12 +51,6 @@ export class LocatedRecords {
   }
 }
 
-/** A snapshot with its messages in memory: the simulator's form (the real node streams them). */
-export interface SnapshotPayload {
-  state: BrokerSnapshot;
-  messages: [number, StoredMessage[]][];
-}
-
 /** A snapshot received from the leader, ready to install. */
 export interface ReceivedSnapshot {
   state: BrokerSnapshot;

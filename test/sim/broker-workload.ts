@@ -125,8 +125,6 @@ export class BrokerWorkload {
   private readonly subConfig: SubscriptionConfig;
   private readonly dlqSubConfig: SubscriptionConfig;
   private readonly taggedConfig: SubscriptionConfig;
-  /** Subscriptions a consumer pulls from, once created. */
-  private readonly subNames: string[] = [];
   /** Setup steps, in order; each is retried until answered ok. */
   private readonly setup: Command[] = [];
   private setupDone = 0;

@@ -8,7 +8,7 @@
  * MemoryMessageStore). An entry holds a StampedCommand, msgpack-encoded (codec.ts), whose `nowMs`
  * the proposing node stamps from its clock (ticks × tickMs, plus a per-node skew); the proposer
  * applies its own command object, the others what they decode, as the real node does. A snapshot is
- * the broker's snapshot plus every retained message (the real SnapshotPayload), encoded on the wire;
+ * the broker's snapshot plus every retained message (what the real node streams), encoded on the wire;
  * a crash loses the machine, and a restart rebuilds it from the snapshot and replays the log.
  *
  * The checkers (a broken one throws SimViolation at once, with the tick):
@@ -28,7 +28,13 @@ import type { Command, StampedCommand } from '../../src/core/broker/commands.js'
 import { BrokerMachine, type Reply } from '../../src/core/broker/machine.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import { MemoryMessageStore } from '../../src/storage/memory-store.js';
-import type { SnapshotPayload } from '../../src/storage/lmdb-storage.js';
+import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
+
+/** A snapshot with its messages in memory: the simulator's form (the real node streams them in chunks). */
+export interface SnapshotPayload {
+  state: BrokerSnapshot;
+  messages: [number, StoredMessage[]][];
+}
 import { decode, digest, encode, stampedOf, type SimEnvelope } from './codec.js';
 import type { Message } from '../../src/core/raft/messages.js';
 import { RaftCore, decodeConfChange, type ConfChange, type ProposeResult } from '../../src/core/raft/raft-core.js';

@@ -134,7 +134,7 @@ export class BrokerMachine {
       case 'delete-topic':
         return this.deleteTopic(c.name);
       case 'create-subscription':
-        return this.createSubscription(c.name, c.config, nowMs, index);
+        return this.createSubscription(c.name, c.config, index);
       case 'update-subscription':
         return this.updateSubscription(c.name, c.patch);
       case 'delete-subscription': {
@@ -144,7 +144,7 @@ export class BrokerMachine {
         return OK;
       }
       case 'create-queue':
-        return this.createQueue(c.name, c.topic, c.subscription, nowMs, index);
+        return this.createQueue(c.name, c.topic, c.subscription, index);
       case 'publish':
         return this.publish(c.topic, c.messages, nowMs);
       case 'pull':
@@ -346,7 +346,7 @@ export class BrokerMachine {
 
   // ---- subscriptions ----
 
-  private createSubscription(name: string, config: SubscriptionConfig, nowMs: number, index: number): Reply {
+  private createSubscription(name: string, config: SubscriptionConfig, index: number): Reply {
     const existing = this.subs.get(name);
     if (existing) {
       return sameJson(existing.config, config)
@@ -370,11 +370,10 @@ export class BrokerMachine {
     this.subs.set(name, s);
     t.subscriptions.add(name);
     if (s.ahead > 0) this.wake(s);
-    void nowMs;
     return { ok: true, created: true };
   }
 
-  private createQueue(name: string, topic: TopicConfig, sub: SubscriptionConfig, nowMs: number, index: number): Reply {
+  private createQueue(name: string, topic: TopicConfig, sub: SubscriptionConfig, index: number): Reply {
     const t = this.topics.get(name);
     const s = this.subs.get(name);
     if (t && !sameJson(t.config, topic)) return refuse('AlreadyExists', `topic ${name} exists with a different configuration`);
@@ -385,7 +384,7 @@ export class BrokerMachine {
     }
     if (!t) this.createTopic(name, topic, index);
     if (!s) {
-      const r = this.createSubscription(name, sub, nowMs, index);
+      const r = this.createSubscription(name, sub, index);
       if (!r.ok) return r;
     }
     return { ok: true, created: true };

@@ -229,11 +229,8 @@ export class RaftCore {
   /** Starts an election now (pre-vote first unless `transfer`). */
   campaign(transfer: boolean): void {
     if (!this.promotable()) return;
-    if (transfer) {
-      this.startElection(false, true);
-    } else {
-      this.startElection(true, false);
-    }
+    // A transfer skips the pre-vote: the leader asked for it.
+    this.startElection(!transfer, transfer);
   }
 
   private startElection(pre: boolean, transfer: boolean): void {
