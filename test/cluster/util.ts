@@ -4,7 +4,7 @@
  * Everything talks to 127.0.0.1 only.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import type { TestCluster } from '../helpers/herald-process.js';
+import { api, type TestCluster } from '../helpers/herald-process.js';
 
 export interface CallResult {
   /** 0 when the request failed (connection refused or reset, or timed out). */
@@ -17,20 +17,7 @@ export interface CallResult {
 /** One JSON request with a time limit; never throws. */
 export async function call(base: string, method: string, path: string, body?: unknown, timeoutMs = 5000): Promise<CallResult> {
   try {
-    const res = await fetch(base + path, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await res.text();
-    let parsed: any = text;
-    try {
-      parsed = text.length > 0 ? JSON.parse(text) : undefined;
-    } catch {
-      /* keep the text */
-    }
-    return { status: res.status, body: parsed, headers: res.headers };
+    return await api(base, method, path, body, { timeoutMs });
   } catch (e) {
     return { status: 0, body: undefined, error: String((e as Error).message ?? e) };
   }

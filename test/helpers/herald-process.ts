@@ -79,7 +79,7 @@ export async function api(
   method: string,
   path: string,
   body?: unknown,
-  init: { raw?: string; headers?: Record<string, string> } = {},
+  init: { raw?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { ...init.headers };
   let payload: string | undefined;
@@ -88,7 +88,12 @@ export async function api(
   if (payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
     headers['content-type'] = 'application/json';
   }
-  const res = await fetch(base + path, { method, headers, body: payload });
+  const res = await fetch(base + path, {
+    method,
+    headers,
+    body: payload,
+    ...(init.timeoutMs !== undefined ? { signal: AbortSignal.timeout(init.timeoutMs) } : {}),
+  });
   const text = await res.text();
   let parsed: any = text;
   try {
@@ -97,6 +102,13 @@ export async function api(
     /* not JSON: keep the text */
   }
   return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** `api`, but a 3xx, 4xx or 5xx is an error: for setting up what a test needs. */
+export async function apiOk(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }> {
+  const r = await api(base, method, path, body);
+  if (r.status >= 300) throw new Error(`${method} ${path} → ${r.status} ${JSON.stringify(r.body)}`);
+  return r;
 }
 
 /** Polls `check` until it returns a truthy value or the deadline passes. No sleeps to wait for state. */

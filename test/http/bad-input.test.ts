@@ -3,7 +3,7 @@
 // Method: one real node process; a protected topic and subscription are filled first and checked
 // last; every bad request in between must leave no trace (no topic, subscription or message made).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { api, eventually, removeDataDir, startHerald, type HeraldProcess } from '../helpers/herald-process.js';
+import { api, apiOk, eventually, removeDataDir, startHerald, type HeraldProcess } from '../helpers/herald-process.js';
 import { sendOverSocket } from '../helpers/raw-http.js';
 
 let h: HeraldProcess;
@@ -46,11 +46,7 @@ const seg = (name: string) => encodeURIComponent(name);
 
 beforeAll(async () => {
   h = await startHerald();
-  const mk = async (method: string, path: string, body?: unknown) => {
-    const r = await api(h.url, method, path, body);
-    if (r.status >= 300) throw new Error(`${method} ${path} → ${r.status} ${JSON.stringify(r.body)}`);
-    return r;
-  };
+  const mk = (method: string, path: string, body?: unknown) => apiOk(h.url, method, path, body);
   await mk('PUT', `/v1/topics/${KEEP_TOPIC}`, {});
   await mk('PUT', `/v1/subscriptions/${KEEP_SUB}`, { topic: KEEP_TOPIC, startAt: 'earliest' });
   const p = await mk('POST', `/v1/topics/${KEEP_TOPIC}/messages`, { messages: KEEP_MESSAGES });

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { api, removeDataDir, startHerald, type HeraldProcess } from '../helpers/herald-process.js';
+import { api, apiOk, removeDataDir, startHerald, type HeraldProcess } from '../helpers/herald-process.js';
 import { sendOverSocket } from '../helpers/raw-http.js';
 
 let h: HeraldProcess;
@@ -415,11 +415,7 @@ let published = 0;
 
 beforeAll(async () => {
   h = await startHerald();
-  const mk = async (method: string, path: string, body?: unknown) => {
-    const r = await api(h.url, method, path, body);
-    if (r.status >= 300) throw new Error(`${method} ${path} → ${r.status} ${JSON.stringify(r.body)}`);
-    return r;
-  };
+  const mk = (method: string, path: string, body?: unknown) => apiOk(h.url, method, path, body);
   await mk('PUT', `/v1/topics/${KEEP_TOPIC}`, {});
   await mk('PUT', `/v1/subscriptions/${KEEP_SUB}`, { topic: KEEP_TOPIC, startAt: 'earliest' });
   await mk('POST', `/v1/topics/${KEEP_TOPIC}/messages`, {
