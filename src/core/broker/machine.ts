@@ -447,9 +447,9 @@ export class BrokerMachine {
       s.ahead--;
       const record: PendingRecord = { seq, attempt: 0, availableAtMs: m.visibleAtMs, leaseToken: 0, blocked: false };
       if (m.orderingKey !== undefined && s.config.ordered) record.orderingKey = m.orderingKey;
-      s.addRecord(record);
-      if (record.blocked || m.visibleAtMs > nowMs) continue;
-      // The heap entry addRecord pushed goes stale when lease() reschedules; popDue skips it later.
+      const visible = m.visibleAtMs <= nowMs;
+      s.addRecord(record, !visible);
+      if (record.blocked || !visible) continue;
       deliveries.push(this.lease(s, record, m, index, deadlineMs));
     }
     return { ok: true, deliveries };

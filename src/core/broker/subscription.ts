@@ -79,7 +79,8 @@ export class SubscriptionState {
   }
 
   /** Adds a record for a seq the cursor just passed (or a redriven one). */
-  addRecord(record: PendingRecord): void {
+  /** `schedule: false` when the caller leases it at once (the lease schedules it; one heap entry, not two). */
+  addRecord(record: PendingRecord, schedule = true): void {
     assert(!this.pending.has(record.seq), `seq ${record.seq} is already pending in ${this.name}`);
     this.pending.set(record.seq, record);
     if (this.config.ordered && record.orderingKey !== undefined) {
@@ -99,7 +100,7 @@ export class SubscriptionState {
         record.blocked = i !== 0;
       }
     }
-    if (!record.blocked) this.heap.push(record.availableAtMs, record.seq);
+    if (!record.blocked && schedule) this.heap.push(record.availableAtMs, record.seq);
   }
 
   /** Moves a record's availability and queues it in the heap. */
