@@ -53,7 +53,9 @@ export interface NodeProcess {
  * line. Everything it prints is appended to `log` (a per-node transcript kept across restarts).
  */
 export async function spawnNode(args: string[], env: Record<string, string>, log: { text: string }, timeoutMs = 60_000): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ['--enable-source-maps', '--expose-gc', 'dist/main.js', ...args], {
+  // BENCH_NODE_FLAGS adds Node flags to every server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const child = spawn(process.execPath, ['--enable-source-maps', '--expose-gc', ...nodeFlags, 'dist/main.js', ...args], {
     cwd: serverRoot,
     env: { ...process.env, ...nodeProcessEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

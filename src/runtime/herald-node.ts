@@ -95,6 +95,7 @@ export class HeraldNode {
   private readonly proposed = new Map<number, { term: number; stamped: StampedCommand }>();
   private readonly effectListeners: ((effects: Effect[]) => void)[] = [];
   private stepping = false;
+  private leaderSendsScheduled = false;
   private closed = false;
   private appliedIndex = 0;
   private snapshotIndex = 0;
@@ -277,11 +278,28 @@ export class HeraldNode {
   }
 
   private kick(): void {
+    if (this.stepping && !this.failure) this.scheduleLeaderSends();
     if (this.stepping || this.failure || (!this.raft.hasReady() && !this.storage.hasPendingWrites())) return;
     this.stepping = true;
     // setImmediate lets the proposals of this I/O turn join the same step.
     setImmediate(() => {
       this.run().catch((error: Error) => this.fail(error));
+    });
+  }
+
+  /**
+   * While a write is in progress, a leader sends what was proposed meanwhile at once instead of after
+   * that write: a proposal's round trip to the followers then overlaps the leader's own fsync.
+   */
+  private scheduleLeaderSends(): void {
+    if (this.leaderSendsScheduled || this.raft.role !== 'leader') return;
+    this.leaderSendsScheduled = true;
+    // setImmediate lets the proposals of this I/O turn join one append.
+    setImmediate(() => {
+      this.leaderSendsScheduled = false;
+      if (!this.stepping || this.failure) return; // the next step sends them itself
+      const sends = this.raft.takeLeaderSends();
+      if (sends.length > 0) this.send(sends);
     });
   }
 

@@ -87,6 +87,13 @@ export interface ClusterOptions {
    * node's receive() does with RaftCore.takeCommitted, where the core has it).
    */
   applyOnAppendResponse?: boolean;
+  /**
+   * A leader sends a proposal's appends before writing it with this probability (RaftCore.takeLeaderSends,
+   * as the real driver does while a write is in progress), and then crashes before the write with
+   * `earlySendCrashProbability`: the entry may survive on followers only.
+   */
+  earlySendProbability?: number;
+  earlySendCrashProbability?: number;
   /** Each node's clock runs this many ms off the simulation's (drawn per node in ±max). */
   clockSkewMsMax?: number;
   log?: (line: string) => void;
@@ -723,6 +730,15 @@ export class Cluster {
       this.pending.set(`${n.id}:${n.incarnation}:${result.index}`, { cmd, term: result.term, onReply });
       n.proposed.set(result.index, { term: result.term, stamped });
       this.log(`n${n.id} propose ${cmd} ${command.type} -> ${result.index}/${result.term}`);
+      // Sent before the leader's own write (Raft §10.2.1).
+      if (this.rng.chance(this.opts.earlySendProbability ?? 0)) {
+        for (const m of n.core.takeLeaderSends()) this.send(n, m);
+        if (this.rng.chance(this.opts.earlySendCrashProbability ?? 0)) {
+          this.log(`n${n.id} crashes after sending appends, before writing them`);
+          this.crash(n.id, this.rng.int(1, 40));
+          return { cmd, result };
+        }
+      }
     }
     this.drive(n);
     return { cmd, result };

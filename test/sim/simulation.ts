@@ -31,6 +31,8 @@ export interface Profile {
   clockSkewMsMax: number;
   stepBatchProbability: number;
   applyOnAppendResponse: boolean;
+  earlySendProbability: number;
+  earlySendCrashProbability: number;
   /** Share of client operations that are bare Raft proposals (a retention step) rather than broker traffic. */
   rawProposeShare: number;
   drainTicksMax: number;
@@ -69,6 +71,8 @@ export function drawProfile(seed: number): Profile {
     broker: drawBrokerProfile(r),
     stepBatchProbability: on(0.5) ? r.float() * 0.8 : 0,
     applyOnAppendResponse: on(0.5),
+    earlySendProbability: on(0.5) ? r.float() : 0,
+    earlySendCrashProbability: on(0.3) ? r.float() * 0.02 : 0,
   };
 }
 
@@ -111,6 +115,8 @@ export function runSeed(o: RunOptions): RunResult {
     clockSkewMsMax: p.clockSkewMsMax,
     stepBatchProbability: p.stepBatchProbability,
     applyOnAppendResponse: p.applyOnAppendResponse,
+    earlySendProbability: p.earlySendProbability,
+    earlySendCrashProbability: p.earlySendCrashProbability,
     knobs: o.knobs,
     log: o.log,
   };

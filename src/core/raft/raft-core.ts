@@ -628,6 +628,24 @@ export class RaftCore {
     this.msgs.push(m);
   }
 
+  /**
+   * A leader's appends and heartbeats for what was proposed since the last ready, handed out now so
+   * the driver can send them while its own write is still in progress: followers then write in
+   * parallel with it (Raft §10.2.1). Everything else stays for the next ready. Empty unless leading.
+   */
+  takeLeaderSends(): Message[] {
+    if (this.role !== 'leader') return [];
+    if (this.broadcastPending) {
+      this.broadcastPending = false;
+      this.bcastAppend();
+    }
+    const sends: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.msgs) (m.type === 'append' || m.type === 'heartbeat' ? sends : rest).push(m);
+    this.msgs = rest;
+    return sends;
+  }
+
   /** The leader's knowledge of a member's log (0 when unknown or not leading). */
   matchIndex(id: NodeId): number {
     if (this.role !== 'leader') return id === this.id ? this.log.stableLastIndex() : 0;
