@@ -16,6 +16,7 @@ export class PullService {
 
   private onEffects(effects: Effect[]): void {
     for (const e of effects) {
+      if (e.type !== 'available') continue;
       const set = this.waiting.get(e.subscription);
       if (!set) continue;
       this.waiting.delete(e.subscription);

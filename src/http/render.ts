@@ -46,6 +46,21 @@ function dataString(m: Delivery['message']): string {
   return b.toString(m.encoding);
 }
 
+/** A message as pull, push and WebSocket show it, without the delivery fields (ackId, deliveryAttempt). */
+export function renderMessage(topicId: number, m: Delivery['message']) {
+  return {
+    id: messageId(topicId, m.seq),
+    seq: m.seq,
+    data: dataString(m),
+    encoding: m.encoding,
+    attributes: m.attributes ?? {},
+    tags: m.tags ?? [],
+    routingKey: m.routingKey ?? null,
+    orderingKey: m.orderingKey ?? null,
+    publishTime: isoTime(m.publishTimeMs),
+  };
+}
+
 export function renderDelivery(d: Delivery) {
   const m = d.message;
   return {

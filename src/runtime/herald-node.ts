@@ -94,6 +94,7 @@ export class HeraldNode {
    * not decode them again. Only an entry of that same term is that command. */
   private readonly proposed = new Map<number, { term: number; stamped: StampedCommand }>();
   private readonly effectListeners: ((effects: Effect[]) => void)[] = [];
+  private readonly anyRoleEffectListeners: ((effects: Effect[]) => void)[] = [];
   private stepping = false;
   private leaderSendsScheduled = false;
   private closed = false;
@@ -228,8 +229,14 @@ export class HeraldNode {
     return this.clock();
   }
 
+  /** Effects of applied commands while this node leads (what only the leader carries out). */
   onEffects(listener: (effects: Effect[]) => void): void {
     this.effectListeners.push(listener);
+  }
+
+  /** Effects of applied commands on every node, whatever its role (e.g. `published`, for topic tails). */
+  onAnyRoleEffects(listener: (effects: Effect[]) => void): void {
+    this.anyRoleEffectListeners.push(listener);
   }
 
   /** Puts a command through the log; resolves with the machine's reply once it is committed and applied. */
@@ -450,7 +457,10 @@ export class HeraldNode {
       if (waiter.term !== entry.term || reply === undefined) waiter.reject(new NotLeaderError(this.raft.leader));
       else waiter.resolve(reply);
     }
-    if (effects.length > 0 && this.isLeader) for (const l of this.effectListeners) l(effects);
+    if (effects.length > 0) {
+      if (this.isLeader) for (const l of this.effectListeners) l(effects);
+      for (const l of this.anyRoleEffectListeners) l(effects);
+    }
   }
 
   /** Proposals beyond the commit index may never commit once this node stops leading. */

@@ -48,8 +48,11 @@ export type Reply =
   | { ok: true; count: number; invalid: string[] }
   | { ok: true; redriven: number };
 
-/** Effects only the leader carries out. `available`: the subscription may have messages to hand out. */
-export type Effect = { type: 'available'; subscription: string };
+/**
+ * What the driver passes on after an apply. `available` (leader only): the subscription may have
+ * messages to hand out. `published` (every node): a topic's log grew, for tails reading it.
+ */
+export type Effect = { type: 'available'; subscription: string } | { type: 'published'; topic: string };
 
 export interface ApplyResult {
   reply: Reply;
@@ -250,6 +253,7 @@ export class BrokerMachine {
       results[i] = { id: messageId(t.id, message.seq), seq: message.seq, duplicate: false };
     }
     for (const s of woken) this.wake(s);
+    this.effects.push({ type: 'published', topic: t.name });
     return { ok: true, results };
   }
 
@@ -485,6 +489,7 @@ export class BrokerMachine {
       },
       nowMs,
     );
+    this.effects.push({ type: 'published', topic: dlq.name });
     for (const subName of dlq.subscriptions) {
       const d = this.subs.get(subName)!;
       if (copy.seq >= d.cursor && d.wants(copy)) {
@@ -600,6 +605,27 @@ export class BrokerMachine {
       lastSeq: t.lastSeq,
       subscriptions: t.subscriptions.size,
     };
+  }
+
+  /**
+   * Up to `max` retained messages of a topic from `fromSeq` (clamped to what is retained), for tails.
+   * Undefined when there is no such topic.
+   */
+  readTopic(name: string, fromSeq: number, max: number): { topicId: number; firstSeq: number; lastSeq: number; messages: StoredMessage[] } | undefined {
+    const t = this.topics.get(name);
+    if (!t) return undefined;
+    const messages: StoredMessage[] = [];
+    for (let seq = Math.max(fromSeq, t.firstSeq); seq <= t.lastSeq && messages.length < max; seq++) {
+      const m = this.store.get(t.id, seq);
+      if (m) messages.push(m);
+    }
+    return { topicId: t.id, firstSeq: t.firstSeq, lastSeq: t.lastSeq, messages };
+  }
+
+  /** The first seq published at or after `timeMs` in a topic (lastSeq + 1 if none); undefined without the topic. */
+  topicSeqAtTime(name: string, timeMs: number): number | undefined {
+    const t = this.topics.get(name);
+    return t ? this.seqAtTime(t, timeMs) : undefined;
   }
 
   topicConfig(name: string): TopicConfig | undefined {

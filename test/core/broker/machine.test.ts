@@ -99,9 +99,11 @@ describe('publish, pull, ack', () => {
     h.createSub('paid', 't', { filter: { tags: ['paid'] } });
     expect(h.apply({ type: 'publish', topic: 't', messages: [msg('a')] }).effects).toEqual([
       { type: 'available', subscription: 'all' },
+      { type: 'published', topic: 't' },
     ]);
     const effects = h.apply({ type: 'publish', topic: 't', messages: [msg('b', { tags: ['paid'] }), msg('c')] }).effects;
-    expect(effects.map((e) => e.subscription).sort()).toEqual(['all', 'paid']);
+    expect(effects.flatMap((e) => (e.type === 'available' ? [e.subscription] : [])).sort()).toEqual(['all', 'paid']);
+    expect(effects.filter((e) => e.type === 'published')).toEqual([{ type: 'published', topic: 't' }]);
   });
 
   it('hasAvailable and nextAvailableAtMs tell the leader when a pull would find something', () => {
