@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { HeraldNode } from './runtime/herald-node.js';
 import { PullService } from './delivery/pull-waiters.js';
+import { PushDispatcher } from './delivery/push-dispatcher.js';
 import { buildApp } from './http/app.js';
 import { PeerTransport, type PeerAddress } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
@@ -21,6 +22,15 @@ function parseAddress(id: number, address: string): PeerAddress {
   const m = /^(.+):(\d+):(\d+)$/.exec(address);
   if (!m) throw new Error(`member ${id} has a malformed address ${address}`);
   return { id, host: m[1]!, raftPort: Number(m[2]), httpPort: Number(m[3]) };
+}
+
+/** HERALD_WS_PING_MS: how often WebSocket clients are pinged (default 15 s; tests shorten it). */
+function wsPingIntervalMs(): number | undefined {
+  const v = process.env.HERALD_WS_PING_MS;
+  if (v === undefined || v === '') return undefined;
+  const ms = Number(v);
+  if (!Number.isInteger(ms) || ms < 10) throw new Error(`HERALD_WS_PING_MS must be an integer of 10 or more, not ${v}`);
+  return ms;
 }
 
 export async function startServer(config: NodeConfig): Promise<RunningServer> {
@@ -66,7 +76,8 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   deliver = (m) => node.receive(m);
   await node.caughtUp();
   const pull = new PullService(node);
-  const app = buildApp({ node, pull, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks });
+  const push = new PushDispatcher(node, { allowPrivate: config.allowPrivateWebhooks });
+  const app = buildApp({ node, pull, push, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -79,6 +90,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
     async close() {
       stopMemoryReducer();
       await app.close();
+      await push.close();
       await node.close();
       await transport?.close();
     },

@@ -44,6 +44,11 @@ export const limits = {
   ackIdLengthMax: 256,
   redriveMessagesMax: 100_000,
 
+  // Push (API.md: both secrets sign for 24 hours after a rotation).
+  pushSecretOverlapMs: 24 * 3600 * 1000,
+  /** `GET .../attempts?limit=`: at most this many (the latest attempts a leader remembers). */
+  pushAttemptsListMax: 1000,
+
   // Memory bounds of the state machine (ours).
   /** Messages a subscription tracks between its ack floor and its cursor: in flight, delayed, nacked
    * or waiting for their ordering key. When full, the cursor stops until consumers ack (NATS calls

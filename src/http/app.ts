@@ -7,20 +7,26 @@ import { limits } from '../core/limits.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { MembershipError, NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
 import type { PullService } from '../delivery/pull-waiters.js';
+import type { PushDispatcher } from '../delivery/push-dispatcher.js';
 import { HeraldError, type ErrorCode } from './errors.js';
 import { forwardToLeader } from './forward.js';
 import { topicRoutes } from './routes/topics.js';
 import { subscriptionRoutes } from './routes/subscriptions.js';
 import { queueRoutes } from './routes/queues.js';
 import { operationsRoutes } from './routes/operations.js';
+import { attachWebSockets } from './websocket.js';
 
 export interface AppDeps {
   node: HeraldNode;
   pull: PullService;
+  /** Webhook push (absent in tests that build the app alone). */
+  push?: PushDispatcher;
   /** Whether push URLs may point at loopback, private, link-local or metadata addresses. */
   allowPrivateWebhooks?: boolean;
   /** The HTTP base URL of a cluster member (for forwarding to the leader). */
   leaderUrl?: (id: number) => string | undefined;
+  /** How often WebSocket clients are pinged (default 15 s). */
+  wsPingIntervalMs?: number;
 }
 
 /** How much of an oversized body is read and dropped before the connection is cut. */
@@ -96,6 +102,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(subscriptionRoutes, deps);
   app.register(queueRoutes, deps);
   app.register(operationsRoutes, deps);
+  // WebSocket upgrades bypass fastify's routing and hooks; websocket.ts handles them on the server.
+  attachWebSockets(app, { node: deps.node, leaderUrl: deps.leaderUrl, pingIntervalMs: deps.wsPingIntervalMs });
   return app;
 }
 

@@ -69,6 +69,9 @@ export interface NormalizeOptions {
   allowPrivateWebhooks: boolean;
 }
 
+/** Headers a push request gets from Herald (framing, signature, CloudEvents, message fields). */
+const reservedPushHeaders = /^(host|content-length|content-type|transfer-encoding|connection|keep-alive|upgrade|te|trailer|expect|webhook-.*|ce-.*|herald-.*)$/i;
+
 function pushConfig(body: NonNullable<SubscriptionBody['push']>, opts: NormalizeOptions): PushConfig {
   let url: URL;
   try {
@@ -80,6 +83,9 @@ function pushConfig(body: NonNullable<SubscriptionBody['push']>, opts: Normalize
   if (url.username || url.password) throw invalid('push.url must not carry credentials; use push.headers');
   if (!opts.allowPrivateWebhooks && isBlockedHost(url.hostname)) {
     throw invalid('push.url points at a loopback, private, link-local or metadata address (see --allow-private-webhooks)');
+  }
+  for (const name of Object.keys(body.headers ?? {})) {
+    if (reservedPushHeaders.test(name)) throw invalid(`push.headers may not set ${name}: Herald sets it`);
   }
   return {
     url: body.url,

@@ -14,7 +14,8 @@ export function renderTopic(info: TopicInfo) {
   };
 }
 
-export function renderSubscription(info: SubscriptionInfo) {
+/** `pushState`: the dispatcher's view on the leader ('paused' comes from the replicated state either way). */
+export function renderSubscription(info: SubscriptionInfo, pushState?: 'active' | 'backing-off' | 'paused') {
   const { startAt, ...config } = info.config;
   return {
     name: info.name,
@@ -26,7 +27,7 @@ export function renderSubscription(info: SubscriptionInfo) {
     deadLettered: info.deadLettered,
     delivered: info.delivered,
     acked: info.acked,
-    ...(config.push ? { pushState: 'active' } : {}),
+    ...(config.push ? { pushState: info.pushPaused ? 'paused' : (pushState ?? 'active') } : {}),
   };
 }
 

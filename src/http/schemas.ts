@@ -27,7 +27,7 @@ export type TopicConfigBody = Static<typeof TopicConfigBody>;
 const Push = Type.Object(
   {
     url: Type.String({ minLength: 1, maxLength: 2048 }),
-    headers: Opt(Type.Record(Type.String(), Type.String({ maxLength: 4096 }), { maxProperties: 32, propertyNames: { minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' } })),
+    headers: Opt(Type.Record(Type.String(), Type.String({ maxLength: 4096, pattern: '^[\\t\\x20-\\x7e]*$' }), { maxProperties: 32, propertyNames: { minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' } })),
     format: Opt(Type.Union([Type.Literal('json'), Type.Literal('raw'), Type.Literal('cloudevents')])),
     timeoutMs: Opt(Int(100, 120_000)),
     maxInFlight: Opt(Int(1, 1000)),
@@ -173,6 +173,8 @@ export type SeekBody = Static<typeof SeekBody>;
 
 export const RedriveBody = Type.Object({ max: Opt(Int(1, limits.redriveMessagesMax)) }, strict);
 export type RedriveBody = Static<typeof RedriveBody>;
+
+export const AttemptsQuery = Type.Object({ limit: Opt(Type.String({ pattern: '^[0-9]{1,4}$' })) }, strict);
 
 export const ListSubscriptionsQuery = Type.Object({ topic: Opt(Name) }, strict);
 

@@ -27,10 +27,11 @@ export type Command =
   | { type: 'create-topic'; name: string; config: TopicConfig }
   | { type: 'update-topic'; name: string; patch: Partial<TopicConfig> }
   | { type: 'delete-topic'; name: string }
-  | { type: 'create-subscription'; name: string; config: SubscriptionConfig }
-  | { type: 'update-subscription'; name: string; patch: SubscriptionPatch }
+  /** `secret`: drawn by the proposer (randomness stays out of the machine); used when push is set. */
+  | { type: 'create-subscription'; name: string; config: SubscriptionConfig; secret?: string }
+  | { type: 'update-subscription'; name: string; patch: SubscriptionPatch; secret?: string }
   | { type: 'delete-subscription'; name: string }
-  | { type: 'create-queue'; name: string; topic: TopicConfig; subscription: SubscriptionConfig }
+  | { type: 'create-queue'; name: string; topic: TopicConfig; subscription: SubscriptionConfig; secret?: string }
   | { type: 'publish'; topic: string; messages: PublishItem[] }
   | { type: 'pull'; subscription: string; max: number; ackDeadlineMs: number }
   | { type: 'ack'; subscription: string; ackIds: string[] }
@@ -38,8 +39,25 @@ export type Command =
   | { type: 'modify-ack-deadline'; subscription: string; ackIds: string[]; deadlineMs: number }
   | { type: 'seek'; subscription: string; target: { seq: number } | { timeMs: number } }
   | { type: 'redrive'; subscription: string; max: number }
+  /** The previous secret signs too for `pushSecretOverlapMs`. */
+  | { type: 'rotate-secret'; subscription: string; secret: string }
+  /** The endpoint answered 410: push stops until `resume-push` (pull and WebSocket go on). */
+  | { type: 'pause-push'; subscription: string }
+  | { type: 'resume-push'; subscription: string }
+  /**
+   * Push attempts that failed: each leased message waits out `retryAfterMs` (capped at the policy's
+   * largest backoff) or the policy's next backoff, or is dead-lettered when its retries are spent.
+   */
+  | { type: 'push-failed'; subscription: string; failures: PushFailure[] }
   /** One bounded step of retention; the leader proposes it when something is due. */
   | { type: 'expire' };
+
+export interface PushFailure {
+  ackId: string;
+  /** The HTTP status as a string ("500") or an error name ("timeout"); becomes `herald-last-error`. */
+  error: string;
+  retryAfterMs: number | null;
+}
 
 /** What the log carries: the command and the leader's clock when it was proposed. */
 export interface StampedCommand {

@@ -7,7 +7,7 @@
 import { assert } from '../assert.js';
 import { limits } from '../limits.js';
 import { hash01, resolveRetryPolicy, retryDelayMs } from './backoff.js';
-import type { Command, PublishItem, StampedCommand, SubscriptionPatch } from './commands.js';
+import type { Command, PublishItem, PushFailure, StampedCommand, SubscriptionPatch } from './commands.js';
 import { SubscriptionState, type PendingRecord, type SubscriptionSnapshot } from './subscription.js';
 import { messageId, type MessageStore, type StoredMessage, type SubscriptionConfig, type TopicConfig } from './types.js';
 
@@ -106,6 +106,8 @@ export interface SubscriptionInfo {
   deadLettered: number;
   delivered: number;
   acked: number;
+  /** Push stopped by a 410 until resumed. */
+  pushPaused: boolean;
 }
 
 const refuse = (code: BrokerErrorCode, message: string): Refusal => ({ ok: false, code, message });
@@ -137,9 +139,9 @@ export class BrokerMachine {
       case 'delete-topic':
         return this.deleteTopic(c.name);
       case 'create-subscription':
-        return this.createSubscription(c.name, c.config, index);
+        return this.createSubscription(c.name, c.config, index, c.secret);
       case 'update-subscription':
-        return this.updateSubscription(c.name, c.patch);
+        return this.updateSubscription(c.name, c.patch, c.secret);
       case 'delete-subscription': {
         const s = this.subs.get(c.name);
         if (!s) return refuse('SubscriptionNotFound', `subscription ${c.name} not found`);
@@ -147,15 +149,35 @@ export class BrokerMachine {
         return OK;
       }
       case 'create-queue':
-        return this.createQueue(c.name, c.topic, c.subscription, index);
+        return this.createQueue(c.name, c.topic, c.subscription, index, c.secret);
       case 'publish':
         return this.publish(c.topic, c.messages, nowMs);
       case 'pull':
         return this.pull(c.subscription, c.max, c.ackDeadlineMs, nowMs, index);
+      case 'push-failed':
+        return this.pushFailed(c.subscription, c.failures, nowMs);
+      case 'rotate-secret': {
+        const s = this.subs.get(c.subscription);
+        if (!s) return refuse('SubscriptionNotFound', `subscription ${c.subscription} not found`);
+        if (!s.config.push || !s.secrets) return refuse('InvalidRequest', `subscription ${c.subscription} has no push`);
+        s.secrets = { current: c.secret, previous: s.secrets.current, previousUntilMs: nowMs + limits.pushSecretOverlapMs };
+        return OK;
+      }
+      case 'pause-push':
+      case 'resume-push': {
+        const s = this.subs.get(c.subscription);
+        if (!s) return refuse('SubscriptionNotFound', `subscription ${c.subscription} not found`);
+        if (!s.config.push) return refuse('InvalidRequest', `subscription ${c.subscription} has no push`);
+        s.pushPaused = c.type === 'pause-push';
+        if (!s.pushPaused) this.wake(s);
+        return OK;
+      }
       case 'ack':
         return this.withLeases(c.subscription, c.ackIds, nowMs, (s, r) => {
           s.removeRecord(r);
           s.acked++;
+          // The next message of its ordering key may go now.
+          if (r.orderingKey !== undefined) this.wake(s);
         });
       case 'nack':
         return this.withLeases(c.subscription, c.ackIds, nowMs, (s, r) => {
@@ -350,7 +372,7 @@ export class BrokerMachine {
 
   // ---- subscriptions ----
 
-  private createSubscription(name: string, config: SubscriptionConfig, index: number): Reply {
+  private createSubscription(name: string, config: SubscriptionConfig, index: number, secret: string | undefined): Reply {
     const existing = this.subs.get(name);
     if (existing) {
       return sameJson(existing.config, config)
@@ -367,6 +389,7 @@ export class BrokerMachine {
     }
     const start = config.startAt;
     const s = new SubscriptionState(index, name, config, t.id, t.lastSeq + 1);
+    if (config.push && secret !== undefined) s.secrets = { current: secret };
     if (start === 'earliest') this.moveCursor(t, s, { seq: t.firstSeq });
     else if (start === 'latest') this.moveCursor(t, s, { seq: t.lastSeq + 1 });
     else if ('seq' in start) this.moveCursor(t, s, { seq: start.seq });
@@ -377,7 +400,7 @@ export class BrokerMachine {
     return { ok: true, created: true };
   }
 
-  private createQueue(name: string, topic: TopicConfig, sub: SubscriptionConfig, index: number): Reply {
+  private createQueue(name: string, topic: TopicConfig, sub: SubscriptionConfig, index: number, secret: string | undefined): Reply {
     const t = this.topics.get(name);
     const s = this.subs.get(name);
     if (t && !sameJson(t.config, topic)) return refuse('AlreadyExists', `topic ${name} exists with a different configuration`);
@@ -388,19 +411,22 @@ export class BrokerMachine {
     }
     if (!t) this.createTopic(name, topic, index);
     if (!s) {
-      const r = this.createSubscription(name, sub, index);
+      const r = this.createSubscription(name, sub, index, secret);
       if (!r.ok) return r;
     }
     return { ok: true, created: true };
   }
 
-  private updateSubscription(name: string, patch: SubscriptionPatch): Reply {
+  private updateSubscription(name: string, patch: SubscriptionPatch, secret: string | undefined): Reply {
     const s = this.subs.get(name);
     if (!s) return refuse('SubscriptionNotFound', `subscription ${name} not found`);
     if (patch.deadLetter && !this.topics.has(patch.deadLetter.topic)) {
       return refuse('TopicNotFound', `dead-letter topic ${patch.deadLetter.topic} not found`);
     }
     const filterChanged = patch.filter !== undefined && !sameJson(patch.filter, s.config.filter);
+    // A changed push target is a fresh start for a push that a 410 stopped.
+    if (patch.push !== undefined && !sameJson(patch.push, s.config.push)) s.pushPaused = false;
+    if (patch.push && !s.secrets && secret !== undefined) s.secrets = { current: secret };
     s.setConfig({ ...s.config, ...patch });
     if (filterChanged) {
       const t = this.topics.get(s.config.topic)!;
@@ -433,7 +459,7 @@ export class BrokerMachine {
       if (r.attempt > 0 && r.leaseToken !== 0) r.lastError = 'ack-deadline-exceeded';
       const dl = s.config.deadLetter;
       if (dl && r.attempt >= dl.maxDeliveries && this.deadLetter(s, r, m, nowMs)) continue;
-      deliveries.push(this.lease(s, r, m, index, deadlineMs));
+      deliveries.push(this.lease(s, r, m, index, nowMs, deadlineMs));
     }
 
     let scanned = 0;
@@ -454,13 +480,14 @@ export class BrokerMachine {
       const visible = m.visibleAtMs <= nowMs;
       s.addRecord(record, !visible);
       if (record.blocked || !visible) continue;
-      deliveries.push(this.lease(s, record, m, index, deadlineMs));
+      deliveries.push(this.lease(s, record, m, index, nowMs, deadlineMs));
     }
     return { ok: true, deliveries };
   }
 
-  private lease(s: SubscriptionState, r: PendingRecord, m: StoredMessage, index: number, deadlineMs: number): Delivery {
+  private lease(s: SubscriptionState, r: PendingRecord, m: StoredMessage, index: number, nowMs: number, deadlineMs: number): Delivery {
     r.attempt++;
+    if (r.attempt === 1) r.firstDeliveredMs = nowMs;
     r.leaseToken = index;
     s.reschedule(r, deadlineMs);
     s.delivered++;
@@ -502,6 +529,48 @@ export class BrokerMachine {
     s.deadLetteredSeqs.push(r.seq);
     if (s.deadLetteredSeqs.length > limits.deadLetteredTrackedPerSubscriptionMax) s.deadLetteredSeqs.shift();
     return true;
+  }
+
+  /**
+   * Failed push attempts. A message whose retries are spent (`maxAttempts` attempts, or
+   * `maxRetrySeconds` since its first delivery) is dead-lettered; without a dead-letter topic it
+   * stays and is retried at the largest backoff. Otherwise it waits out the endpoint's Retry-After
+   * (capped at the largest backoff) or the policy's next backoff.
+   */
+  private pushFailed(name: string, failures: PushFailure[], nowMs: number): Reply {
+    const s = this.subs.get(name);
+    if (!s) return refuse('SubscriptionNotFound', `subscription ${name} not found`);
+    const t = this.topics.get(s.config.topic)!;
+    const policy = resolveRetryPolicy(s.config.retry);
+    const invalid: string[] = [];
+    let count = 0;
+    for (const f of failures) {
+      const parsed = parseAckId(f.ackId);
+      const r = parsed ? s.pending.get(parsed.seq) : undefined;
+      if (!parsed || !r || r.leaseToken !== parsed.token || r.availableAtMs <= nowMs) {
+        invalid.push(f.ackId);
+        continue;
+      }
+      count++;
+      r.leaseToken = 0;
+      r.lastError = f.error;
+      const spent =
+        (policy.maxAttempts !== null && r.attempt >= policy.maxAttempts) ||
+        (policy.maxRetrySeconds !== null && nowMs - (r.firstDeliveredMs ?? nowMs) >= policy.maxRetrySeconds * 1000);
+      if (spent && s.config.deadLetter) {
+        const m = this.store.get(t.id, r.seq);
+        assert(m !== undefined, `pending seq ${r.seq} of ${name} has no message`);
+        if (this.deadLetter(s, r, m, nowMs)) continue;
+      }
+      const delayMs = spent
+        ? policy.maxBackoffMs
+        : f.retryAfterMs !== null
+          ? Math.min(f.retryAfterMs, policy.maxBackoffMs)
+          : this.backoffMs(s, r);
+      s.reschedule(r, nowMs + delayMs);
+    }
+    if (count > 0) this.wake(s);
+    return { ok: true, count, invalid };
   }
 
   private backoffMs(s: SubscriptionState, r: PendingRecord): number {
@@ -657,7 +726,21 @@ export class BrokerMachine {
       deadLettered: s.deadLettered,
       delivered: s.delivered,
       acked: s.acked,
+      pushPaused: s.pushPaused,
     };
+  }
+
+  /** The secrets that sign a push now: the current one, and the previous one during its overlap. */
+  pushSecrets(name: string, nowMs: number): string[] {
+    const secrets = this.subs.get(name)?.secrets;
+    if (!secrets) return [];
+    return secrets.previous !== undefined && (secrets.previousUntilMs ?? 0) > nowMs ? [secrets.current, secrets.previous] : [secrets.current];
+  }
+
+  /** Whether push is stopped by a 410 (or there is no push). */
+  pushPaused(name: string): boolean {
+    const s = this.subs.get(name);
+    return !s || !s.config.push || s.pushPaused;
   }
 
   /** The first seq at or after the cursor the subscription wants, looking at most pullScanRecordsMax

@@ -23,6 +23,18 @@ export interface PendingRecord {
   /** Waiting behind an earlier pending message of the same ordering key. */
   blocked: boolean;
   lastError?: string;
+  /** When it was first delivered (push retries are bounded by `maxRetrySeconds` from here). */
+  firstDeliveredMs?: number;
+}
+
+/**
+ * A push subscription's signing secrets (Standard Webhooks `whsec_...`). After a rotation the
+ * previous secret keeps signing until `previousUntilMs`, so receivers can switch at their own pace.
+ */
+export interface PushSecrets {
+  current: string;
+  previous?: string;
+  previousUntilMs?: number;
 }
 
 export interface SubscriptionSnapshot {
@@ -39,6 +51,8 @@ export interface SubscriptionSnapshot {
   acked: number;
   deadLettered: number;
   notBeforeMs: number;
+  secrets?: PushSecrets;
+  pushPaused?: boolean;
 }
 
 export class SubscriptionState {
@@ -57,6 +71,10 @@ export class SubscriptionState {
   /** Messages published before this time are not for this subscription (a start or seek time that
    * was in the future when it was set). */
   notBeforeMs = 0;
+  /** Set when push is first configured; kept if push is removed, so adding it back keeps the secret. */
+  secrets: PushSecrets | undefined;
+  /** Push stopped by a 410 from the endpoint until `resume` (the backlog stays). */
+  pushPaused = false;
 
   constructor(
     readonly id: number,
@@ -177,6 +195,8 @@ export class SubscriptionState {
       acked: this.acked,
       deadLettered: this.deadLettered,
       notBeforeMs: this.notBeforeMs,
+      ...(this.secrets ? { secrets: { ...this.secrets } } : {}),
+      ...(this.pushPaused ? { pushPaused: true } : {}),
     };
   }
 
@@ -187,6 +207,8 @@ export class SubscriptionState {
     sub.acked = s.acked;
     sub.deadLettered = s.deadLettered;
     sub.notBeforeMs = s.notBeforeMs;
+    if (s.secrets) sub.secrets = { ...s.secrets };
+    sub.pushPaused = s.pushPaused ?? false;
     sub.deadLetteredSeqs = [...s.deadLetteredSeqs];
     for (const [k, q] of s.keyQueues) sub.keyQueues.set(k, [...q]);
     for (const r of s.pending) {

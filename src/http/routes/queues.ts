@@ -5,31 +5,34 @@ import { queueConfigs } from '../normalize.js';
 import { NameParams, PublishBody, QueueBody } from '../schemas.js';
 import { expectOk } from './common.js';
 import { publish, topicInfoOr404 } from './topics.js';
-import { registerConsumerRoutes, subscriptionInfoOr404 } from './subscriptions.js';
+import { registerConsumerRoutes, subscriptionInfoOr404, withNewSecret } from './subscriptions.js';
+import { generateSecret } from '../../delivery/webhook-signature.js';
+import type { PushDispatcher } from '../../delivery/push-dispatcher.js';
 import type { HeraldNode } from '../../runtime/herald-node.js';
 
 type NameReq = { Params: { name: string } };
 
-function queueInfo(node: HeraldNode, name: string) {
-  return { topic: topicInfoOr404(node, name), subscription: subscriptionInfoOr404(node, name) };
+function queueInfo(node: HeraldNode, name: string, push?: PushDispatcher) {
+  return { topic: topicInfoOr404(node, name), subscription: subscriptionInfoOr404(node, name, push) };
 }
 
-export async function queueRoutes(app: FastifyInstance, { node, pull, allowPrivateWebhooks }: AppDeps): Promise<void> {
+export async function queueRoutes(app: FastifyInstance, { node, pull, push, allowPrivateWebhooks }: AppDeps): Promise<void> {
   const opts = { allowPrivateWebhooks: allowPrivateWebhooks ?? false };
   app.put<NameReq & { Body: QueueBody | undefined }>(
     '/v1/queues/:name',
     { schema: { params: NameParams, body: QueueBody } },
     async (req, reply) => {
       const { topic, subscription } = queueConfigs(req.params.name, req.body, opts);
+      const secret = subscription.push ? generateSecret() : undefined;
       const r = expectOk<{ ok: true; created: boolean }>(
-        await node.propose({ type: 'create-queue', name: req.params.name, topic, subscription }),
+        await node.propose({ type: 'create-queue', name: req.params.name, topic, subscription, ...(secret ? { secret } : {}) }),
       );
       reply.status(r.created ? 201 : 200);
-      return queueInfo(node, req.params.name);
+      return withNewSecret(node, req.params.name, r.created ? secret : undefined, queueInfo(node, req.params.name, push));
     },
   );
 
-  app.get<NameReq>('/v1/queues/:name', { schema: { params: NameParams } }, async (req) => queueInfo(node, req.params.name));
+  app.get<NameReq>('/v1/queues/:name', { schema: { params: NameParams } }, async (req) => queueInfo(node, req.params.name, push));
 
   app.delete<NameReq>('/v1/queues/:name', { schema: { params: NameParams } }, async (req) => {
     expectOk(await node.propose({ type: 'delete-topic', name: req.params.name }));

@@ -3,12 +3,16 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Delivery } from '../../core/broker/machine.js';
 import type { HeraldNode } from '../../runtime/herald-node.js';
 import type { PullService } from '../../delivery/pull-waiters.js';
+import type { PushDispatcher } from '../../delivery/push-dispatcher.js';
+import { generateSecret } from '../../delivery/webhook-signature.js';
+import { limits } from '../../core/limits.js';
 import type { AppDeps } from '../app.js';
 import { HeraldError } from '../errors.js';
 import { parseTime, subscriptionConfig, subscriptionPatch } from '../normalize.js';
 import { renderDelivery, renderSubscription } from '../render.js';
 import {
   AckBody,
+  AttemptsQuery,
   ListSubscriptionsQuery,
   ModifyAckDeadlineBody,
   NackBody,
@@ -24,10 +28,19 @@ import { expectOk } from './common.js';
 
 type NameReq = { Params: { name: string } };
 
-export function subscriptionInfoOr404(node: HeraldNode, name: string) {
+export function subscriptionInfoOr404(node: HeraldNode, name: string, push?: PushDispatcher) {
   const info = node.machine.subscriptionInfo(name, node.now());
   if (!info) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
-  return renderSubscription(info);
+  return renderSubscription(info, info.config.push ? push?.pushState(name) : undefined);
+}
+
+/**
+ * A create or PATCH that sets up push carries a fresh secret; the answer shows it only if this call
+ * is the one that gave the subscription its secret (API.md: "returned once").
+ */
+export function withNewSecret<T extends object>(node: HeraldNode, name: string, secret: string | undefined, body: T): T & { secret?: string } {
+  if (secret === undefined || node.machine.pushSecrets(name, node.now())[0] !== secret) return body;
+  return { ...body, secret };
 }
 
 type CountReply = { ok: true; count: number; invalid: string[] };
@@ -104,29 +117,31 @@ function isGone(req: FastifyRequest): boolean {
   return req.raw.socket?.destroyed ?? true;
 }
 
-export async function subscriptionRoutes(app: FastifyInstance, { node, pull, allowPrivateWebhooks }: AppDeps): Promise<void> {
+export async function subscriptionRoutes(app: FastifyInstance, { node, pull, push, allowPrivateWebhooks }: AppDeps): Promise<void> {
   const opts = { allowPrivateWebhooks: allowPrivateWebhooks ?? false };
   app.put<NameReq & { Body: SubscriptionBody }>(
     '/v1/subscriptions/:name',
     { schema: { params: NameParams, body: SubscriptionBody } },
     async (req, reply) => {
       const { topic, ...rest } = req.body;
+      const config = subscriptionConfig(rest, topic, opts);
+      const secret = config.push ? generateSecret() : undefined;
       const r = expectOk<{ ok: true; created: boolean }>(
-        await node.propose({ type: 'create-subscription', name: req.params.name, config: subscriptionConfig(rest, topic, opts) }),
+        await node.propose({ type: 'create-subscription', name: req.params.name, config, ...(secret ? { secret } : {}) }),
       );
       reply.status(r.created ? 201 : 200);
-      return subscriptionInfoOr404(node, req.params.name);
+      return withNewSecret(node, req.params.name, r.created ? secret : undefined, subscriptionInfoOr404(node, req.params.name, push));
     },
   );
 
   app.get<{ Querystring: { topic?: string } }>('/v1/subscriptions', { schema: { querystring: ListSubscriptionsQuery } }, async (req) => {
     const topic = req.query.topic;
     if (topic !== undefined && !node.machine.topicInfo(topic)) throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
-    return { subscriptions: node.machine.subscriptionNames(topic).map((n) => subscriptionInfoOr404(node, n)) };
+    return { subscriptions: node.machine.subscriptionNames(topic).map((n) => subscriptionInfoOr404(node, n, push)) };
   });
 
   app.get<NameReq>('/v1/subscriptions/:name', { schema: { params: NameParams } }, async (req) =>
-    subscriptionInfoOr404(node, req.params.name),
+    subscriptionInfoOr404(node, req.params.name, push),
   );
 
   app.patch<NameReq & { Body: SubscriptionPatchBody }>(
@@ -135,10 +150,10 @@ export async function subscriptionRoutes(app: FastifyInstance, { node, pull, all
     async (req) => {
       const config = node.machine.subscriptionConfig(req.params.name);
       if (!config) throw new HeraldError('SubscriptionNotFound', `subscription ${req.params.name} not found`);
-      expectOk(
-        await node.propose({ type: 'update-subscription', name: req.params.name, patch: subscriptionPatch(req.body, config.topic, opts) }),
-      );
-      return subscriptionInfoOr404(node, req.params.name);
+      const patch = subscriptionPatch(req.body, config.topic, opts);
+      const secret = patch.push && node.machine.pushSecrets(req.params.name, node.now()).length === 0 ? generateSecret() : undefined;
+      expectOk(await node.propose({ type: 'update-subscription', name: req.params.name, patch, ...(secret ? { secret } : {}) }));
+      return withNewSecret(node, req.params.name, secret, subscriptionInfoOr404(node, req.params.name, push));
     },
   );
 
@@ -154,6 +169,32 @@ export async function subscriptionRoutes(app: FastifyInstance, { node, pull, all
     expectOk(await node.propose({ type: 'seek', subscription: req.params.name, target }));
     return {};
   });
+
+  app.post<NameReq>('/v1/subscriptions/:name/rotate-secret', { schema: { params: NameParams } }, async (req) => {
+    const secret = generateSecret();
+    expectOk(await node.propose({ type: 'rotate-secret', subscription: req.params.name, secret }));
+    return { secret };
+  });
+
+  app.post<NameReq>('/v1/subscriptions/:name/resume', { schema: { params: NameParams } }, async (req) => {
+    expectOk(await node.propose({ type: 'resume-push', subscription: req.params.name }));
+    return subscriptionInfoOr404(node, req.params.name, push);
+  });
+
+  app.get<NameReq & { Querystring: { limit?: string } }>(
+    '/v1/subscriptions/:name/attempts',
+    { schema: { params: NameParams, querystring: AttemptsQuery } },
+    async (req) => {
+      const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
+      if (limit < 1 || limit > limits.pushAttemptsListMax) {
+        throw new HeraldError('InvalidRequest', `limit must be 1–${limits.pushAttemptsListMax}`);
+      }
+      if (!node.machine.subscriptionConfig(req.params.name)) {
+        throw new HeraldError('SubscriptionNotFound', `subscription ${req.params.name} not found`);
+      }
+      return { attempts: push?.attempts(req.params.name, limit) ?? [] };
+    },
+  );
 
   app.post<NameReq & { Body: RedriveBody | undefined }>(
     '/v1/subscriptions/:name/redrive',

@@ -1,0 +1,367 @@
+/**
+ * Webhook push, on the leader. Each push subscription gets a pusher that leases messages through the
+ * log exactly as a pull does (so pull and WebSocket consumers share its locks, acks and attempt
+ * counts), POSTs each one, and puts the outcome back through the log: an ack for a 2xx, a
+ * `push-failed` (backoff, Retry-After or dead-letter) otherwise, a `pause-push` for a 410.
+ *
+ * A pusher keeps at most `maxInFlight` requests open and at most `rateLimitPerSecond` starts per
+ * second (token bucket). An endpoint that keeps failing is circuit-broken: the pusher stops leasing
+ * for a probe interval (doubling up to a minute), then sends one probe; its backlog stays where it
+ * is, and since every pusher has its own window and timeouts, a slow or dead endpoint holds up no
+ * other subscription. After a failover, the new leader's pushers start from the log: only the
+ * messages in flight at the crash wait out their lease and are delivered again.
+ */
+import { performance } from 'node:perf_hooks';
+import { request, type Dispatcher } from 'undici';
+import type { PushFailure } from '../core/broker/commands.js';
+import type { Delivery, Effect } from '../core/broker/machine.js';
+import { messageId, type PushConfig } from '../core/broker/types.js';
+import { resolveRetryPolicy } from '../core/broker/backoff.js';
+import type { HeraldNode } from '../runtime/herald-node.js';
+import { buildWebhookRequest, errorOutcome, parseRetryAfter } from './webhook-request.js';
+import { webhookAgent } from './webhook-connector.js';
+
+/** Push's own bounds (the contract's are in core/limits.ts). */
+export const pushLimits = {
+  /** Messages one lease proposal takes for a pusher. */
+  leaseBatchMax: 256,
+  /** A push lease outlives the request timeout by this much, so a slow answer is not redelivered early. */
+  leaseMarginMs: 2_000,
+  /** Attempts remembered per subscription for `GET .../attempts`. */
+  attemptsKeptMax: 1_000,
+  /** Consecutive failures that open the circuit. */
+  circuitFailureThreshold: 5,
+  circuitProbeMsMin: 1_000,
+  circuitProbeMsMax: 60_000,
+  /** Response bodies are read and dropped up to this size; a longer one fails the attempt. */
+  responseBodyBytesMax: 64 * 1024,
+  /** How often the leader looks for push subscriptions created, changed or removed. */
+  syncIntervalMs: 200,
+} as const;
+
+export type PushState = 'active' | 'backing-off' | 'paused';
+
+export interface PushAttempt {
+  messageId: string;
+  seq: number;
+  attempt: number;
+  time: string;
+  /** The HTTP status, or an error name (`timeout`, `connection-refused`, `ssrf-blocked`, ...). */
+  outcome: number | string;
+  latencyMs: number;
+}
+
+export interface PushDispatcherOptions {
+  allowPrivate: boolean;
+  /** Connections per endpoint origin. */
+  connectionsPerOrigin?: number;
+}
+
+export class PushDispatcher {
+  private readonly pushers = new Map<string, SubscriptionPusher>();
+  private readonly agent: Dispatcher;
+  private readonly syncTimer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly node: HeraldNode,
+    options: PushDispatcherOptions,
+  ) {
+    this.agent = webhookAgent({ allowPrivate: options.allowPrivate, connections: options.connectionsPerOrigin ?? 256 });
+    node.onEffects((effects) => this.onEffects(effects));
+    this.syncTimer = setInterval(() => this.sync(), pushLimits.syncIntervalMs);
+    this.syncTimer.unref();
+    this.sync();
+  }
+
+  private onEffects(effects: Effect[]): void {
+    for (const e of effects) {
+      if (e.type !== 'available') continue;
+      const pusher = this.pushers.get(e.subscription);
+      if (pusher) pusher.wake();
+      else if (this.node.machine.subscriptionConfig(e.subscription)?.push) this.sync();
+    }
+  }
+
+  /** Starts pushers for the push subscriptions while leading; stops those gone, and all when not leading. */
+  sync(): void {
+    if (this.closed) return;
+    const machine = this.node.machine;
+    const leading = this.node.isLeader;
+    for (const [name, pusher] of this.pushers) {
+      const config = machine.subscriptionConfig(name);
+      if (!leading || !config?.push || pusher.generation !== config) {
+        pusher.stop();
+        this.pushers.delete(name);
+      }
+    }
+    if (!leading) return;
+    for (const name of machine.subscriptionNames()) {
+      const config = machine.subscriptionConfig(name)!;
+      if (!config.push || this.pushers.has(name)) continue;
+      const pusher = new SubscriptionPusher(this.node, this.agent, name, config.topic, config.push, config, this.attemptsOf(name));
+      this.pushers.set(name, pusher);
+      pusher.wake();
+    }
+  }
+
+  /** Attempt logs survive a pusher's restart (a config change) on this node. */
+  private readonly attemptLogs = new Map<string, AttemptLog>();
+  private attemptsOf(name: string): AttemptLog {
+    let log = this.attemptLogs.get(name);
+    if (!log) this.attemptLogs.set(name, (log = new AttemptLog()));
+    return log;
+  }
+
+  /** The latest attempts, newest first. */
+  attempts(name: string, limit: number): PushAttempt[] {
+    if (!this.node.machine.subscriptionConfig(name)) this.attemptLogs.delete(name);
+    return this.attemptLogs.get(name)?.latest(limit) ?? [];
+  }
+
+  pushState(name: string): PushState {
+    if (this.node.machine.pushPaused(name)) return 'paused';
+    return this.pushers.get(name)?.backingOff() ? 'backing-off' : 'active';
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.syncTimer);
+    for (const p of this.pushers.values()) p.stop();
+    this.pushers.clear();
+    await this.agent.destroy();
+  }
+}
+
+/** A bounded ring of attempts. */
+class AttemptLog {
+  private readonly items: PushAttempt[] = [];
+  private next = 0;
+
+  add(a: PushAttempt): void {
+    if (this.items.length < pushLimits.attemptsKeptMax) this.items.push(a);
+    else this.items[this.next] = a;
+    this.next = (this.next + 1) % pushLimits.attemptsKeptMax;
+  }
+
+  latest(limit: number): PushAttempt[] {
+    const out: PushAttempt[] = [];
+    const n = this.items.length;
+    for (let i = 1; i <= Math.min(limit, n); i++) out.push(this.items[(this.next - i + n * 2) % n]!);
+    return out;
+  }
+}
+
+class SubscriptionPusher {
+  private inFlight = 0;
+  private leasing = false;
+  private stopped = false;
+  private pumpScheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAtMs = Infinity;
+  // Token bucket for rateLimitPerSecond (burst of one second's worth).
+  private tokens: number;
+  private refilledAtMs: number;
+  // Circuit breaker.
+  private consecutiveFailures = 0;
+  private openUntilMs = 0;
+  private probeMs: number = pushLimits.circuitProbeMsMin;
+  private halfOpen = false;
+  // Outcomes waiting to go through the log together.
+  private acks: string[] = [];
+  private failures: PushFailure[] = [];
+  private flushScheduled = false;
+
+  constructor(
+    private readonly node: HeraldNode,
+    private readonly agent: Dispatcher,
+    private readonly name: string,
+    private readonly topic: string,
+    private readonly push: PushConfig,
+    /** The config object this pusher was built for; a new one (PATCH) means a new pusher. */
+    readonly generation: object,
+    private readonly attemptLog: AttemptLog,
+  ) {
+    this.tokens = push.rateLimitPerSecond;
+    this.refilledAtMs = node.now();
+  }
+
+  backingOff(): boolean {
+    return this.halfOpen || this.node.now() < this.openUntilMs;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  wake(): void {
+    if (this.pumpScheduled || this.stopped) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      void this.pump();
+    });
+  }
+
+  private wakeAt(atMs: number): void {
+    if (this.stopped || (this.timer && this.timerAtMs <= atMs)) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAtMs = atMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAtMs = Infinity;
+      this.wake();
+    }, Math.max(1, atMs - this.node.now()));
+  }
+
+  /** Leases as many messages as the window, the rate and the circuit allow, and sends them. */
+  private async pump(): Promise<void> {
+    if (this.stopped || this.leasing) return;
+    const machine = this.node.machine;
+    if (machine.pushPaused(this.name)) return;
+    const now = this.node.now();
+    if (now < this.openUntilMs) return this.wakeAt(this.openUntilMs);
+    let room = this.push.maxInFlight - this.inFlight;
+    // Half-open: one probe at a time until an attempt succeeds.
+    if (this.halfOpen) room = this.inFlight === 0 ? 1 : 0;
+    if (room <= 0) return; // a finished attempt wakes the pusher
+    const rate = this.push.rateLimitPerSecond;
+    if (rate > 0) {
+      this.tokens = Math.min(rate, this.tokens + ((now - this.refilledAtMs) * rate) / 1000);
+      this.refilledAtMs = now;
+      if (this.tokens < 1) return this.wakeAt(now + Math.ceil(((1 - this.tokens) * 1000) / rate));
+      room = Math.min(room, Math.floor(this.tokens));
+    }
+    if (!machine.hasAvailable(this.name, now)) {
+      const next = machine.nextAvailableAtMs(this.name);
+      if (next !== undefined) this.wakeAt(next);
+      return;
+    }
+    this.leasing = true;
+    let leased = 0;
+    try {
+      const reply = await this.node.propose({
+        type: 'pull',
+        subscription: this.name,
+        max: Math.min(room, pushLimits.leaseBatchMax),
+        ackDeadlineMs: this.push.timeoutMs + pushLimits.leaseMarginMs,
+      });
+      if (!reply.ok || !('deliveries' in reply)) return;
+      leased = reply.deliveries.length;
+      if (rate > 0) this.tokens -= leased;
+      for (const d of reply.deliveries) {
+        this.inFlight++;
+        void this.deliver(d);
+      }
+    } catch {
+      // Not leading any more, or the log is full: the sync loop or a later wake-up takes it from here.
+      this.wakeAt(this.node.now() + 200);
+      return;
+    } finally {
+      this.leasing = false;
+    }
+    if (this.stopped) return;
+    if (leased > 0) this.wake();
+    else {
+      // Nothing due after all (delayed messages were scanned): look again when something comes due.
+      const next = machine.nextAvailableAtMs(this.name);
+      this.wakeAt(Math.min(next ?? Infinity, this.node.now() + 1000));
+    }
+  }
+
+  /** One attempt: POST, note the outcome, queue the log command that settles it. */
+  private async deliver(d: Delivery): Promise<void> {
+    const machine = this.node.machine;
+    const startedMs = this.node.now();
+    const { headers, body } = buildWebhookRequest(
+      this.push,
+      this.topic,
+      this.name,
+      d,
+      machine.pushSecrets(this.name, startedMs),
+      Math.floor(startedMs / 1000),
+    );
+    const started = performance.now();
+    let outcome: number | string;
+    let retryAfterMs: number | null = null;
+    try {
+      const res = await request(this.push.url, {
+        method: 'POST',
+        headers,
+        body,
+        dispatcher: this.agent,
+        headersTimeout: this.push.timeoutMs,
+        bodyTimeout: this.push.timeoutMs,
+        signal: AbortSignal.timeout(this.push.timeoutMs),
+      });
+      outcome = res.statusCode;
+      retryAfterMs = parseRetryAfter(res.headers['retry-after'], Date.now());
+      await res.body.dump({ limit: pushLimits.responseBodyBytesMax }).catch(() => {});
+    } catch (error) {
+      outcome = errorOutcome(error);
+    }
+    const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+    this.attemptLog.add({
+      messageId: messageId(d.topicId, d.message.seq),
+      seq: d.message.seq,
+      attempt: d.attempt,
+      time: new Date(startedMs).toISOString(),
+      outcome,
+      latencyMs,
+    });
+    this.inFlight--;
+    // Settled even by a stopped pusher (its config changed); on a node no longer leading the
+    // proposal fails and the lease runs out instead.
+    this.settle(d, outcome, retryAfterMs);
+    this.wake();
+  }
+
+  private settle(d: Delivery, outcome: number | string, retryAfterMs: number | null): void {
+    if (typeof outcome === 'number' && outcome >= 200 && outcome < 300) {
+      this.acks.push(d.ackId);
+      this.consecutiveFailures = 0;
+      this.halfOpen = false;
+      this.probeMs = pushLimits.circuitProbeMsMin;
+    } else if (outcome === 410) {
+      // Gone: stop pushing until resumed; the message returns to the backlog at once.
+      this.failures.push({ ackId: d.ackId, error: '410', retryAfterMs: 0 });
+      this.node.propose({ type: 'pause-push', subscription: this.name }).catch(() => {});
+    } else {
+      const throttled = outcome === 429 || outcome === 503;
+      this.failures.push({ ackId: d.ackId, error: String(outcome), retryAfterMs: throttled ? retryAfterMs : null });
+      this.consecutiveFailures++;
+      const now = this.node.now();
+      const maxBackoffMs = resolveRetryPolicy(this.node.machine.subscriptionConfig(this.name)?.retry ?? { policy: 'BACKOFF_RETRY' }).maxBackoffMs;
+      if (throttled && retryAfterMs !== null) {
+        // The endpoint said when to come back: the whole subscription waits, not just this message.
+        this.openUntilMs = Math.max(this.openUntilMs, now + Math.min(retryAfterMs, maxBackoffMs));
+      } else if (this.halfOpen || this.consecutiveFailures >= pushLimits.circuitFailureThreshold) {
+        this.openUntilMs = now + this.probeMs;
+        this.probeMs = Math.min(pushLimits.circuitProbeMsMax, this.probeMs * 2);
+        this.halfOpen = true;
+      }
+    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const acks = this.acks.splice(0);
+      const failures = this.failures.splice(0);
+      // A lost proposal is harmless: the lease runs out and the message is delivered again.
+      for (let i = 0; i < acks.length; i += 1000) {
+        this.node
+          .propose({ type: 'ack', subscription: this.name, ackIds: acks.slice(i, i + 1000) })
+          .then(() => this.wake(), () => {});
+      }
+      for (let i = 0; i < failures.length; i += 1000) {
+        this.node.propose({ type: 'push-failed', subscription: this.name, failures: failures.slice(i, i + 1000) }).catch(() => {});
+      }
+    });
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * What one push attempt sends: the body in the subscription's format and the headers (Standard
+ * Webhooks signature, CloudEvents binary mode, attributes as headers), built from a delivery.
+ * Pure apart from the HMAC: the dispatcher decides when and where to send it.
+ */
+import type { Delivery } from '../core/broker/machine.js';
+import type { PushConfig } from '../core/broker/types.js';
+import { renderMessage } from '../http/render.js';
+import { signatureHeaders } from './webhook-signature.js';
+
+export interface WebhookRequest {
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+const tokenPattern = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const headerValuePattern = /^[\t\x20-\x7e]*$/;
+
+/** Header names and values travel as they are when HTTP allows it, percent-encoded otherwise. */
+function headerName(name: string): string {
+  return tokenPattern.test(name) ? name.toLowerCase() : encodeURIComponent(name).replace(/%/g, '_');
+}
+function headerValue(value: string): string {
+  return headerValuePattern.test(value) ? value : encodeURIComponent(value);
+}
+
+function bytesOf(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Builds one attempt. `secrets`: every secret that signs now (two during a rotation);
+ * `timestampSeconds`: the attempt's time, signed with the body.
+ */
+export function buildWebhookRequest(
+  push: PushConfig,
+  topic: string,
+  subscription: string,
+  d: Delivery,
+  secrets: readonly string[],
+  timestampSeconds: number,
+): WebhookRequest {
+  const message = renderMessage(d.topicId, d.message);
+  // The subscription's own headers go first: ours win over them.
+  const headers: Record<string, string> = { ...push.headers };
+  let body: Buffer;
+  if (push.format === 'json') {
+    body = Buffer.from(JSON.stringify({ ...message, deliveryAttempt: d.attempt }));
+    headers['content-type'] = 'application/json';
+  } else {
+    body = bytesOf(d.message.data);
+    headers['content-type'] = 'application/octet-stream';
+    for (const [name, value] of Object.entries(message.attributes)) headers[`herald-attr-${headerName(name)}`] = headerValue(value);
+    if (push.format === 'cloudevents') {
+      headers['ce-specversion'] = '1.0';
+      headers['ce-id'] = message.id;
+      headers['ce-source'] = `/topics/${topic}`;
+      headers['ce-type'] = 'herald.message';
+      headers['ce-time'] = message.publishTime;
+      if (message.routingKey !== null) headers['ce-subject'] = headerValue(message.routingKey);
+    }
+  }
+  headers['herald-subscription'] = subscription;
+  headers['herald-message-seq'] = String(message.seq);
+  headers['herald-delivery-attempt'] = String(d.attempt);
+  if (secrets.length > 0) Object.assign(headers, signatureHeaders(secrets, message.id, timestampSeconds, body));
+  else headers['webhook-id'] = message.id;
+  return { headers, body };
+}
+
+/**
+ * A Retry-After header in milliseconds from `nowMs` (delta-seconds or an HTTP date); null when
+ * absent or unreadable.
+ */
+export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | null {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined) return null;
+  const trimmed = v.trim();
+  if (/^\d{1,10}$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - nowMs);
+}
+
+/** The outcome name of an attempt that got no HTTP status (API.md: "the last HTTP status or error name"). */
+export function errorOutcome(error: unknown): string {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: string }).code;
+    const name = (e as { name?: string }).name;
+    if (code === 'SSRF_BLOCKED') return 'ssrf-blocked';
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || name === 'TimeoutError') return 'timeout';
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-timeout';
+    if (code === 'ECONNREFUSED') return 'connection-refused';
+    if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CLOSED') return 'connection-reset';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns-error';
+    if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return 'response-too-large';
+  }
+  return 'error';
+}

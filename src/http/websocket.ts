@@ -1,0 +1,172 @@
+/**
+ * The WebSocket routes (API.md, "Push delivery" → "WebSocket"). Upgrades never pass through fastify's
+ * routing or hooks, so this module does for them what the HTTP side does: routes by URL, checks names
+ * with the API's rule, answers refusals with the contract's JSON errors (before upgrading), and on a
+ * follower sends subscription sockets to the leader. Topic tails are served by any node.
+ *
+ *   GET /v1/subscriptions/{sub}/ws, /v1/queues/{queue}/ws   consumer (ws-consumer.ts), on the leader
+ *   GET /v1/topics/{topic}/ws?from=<seq | ISO time>          tail (topic-tail.ts), on any node
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { HeraldNode } from '../runtime/herald-node.js';
+import { ConsumerSessions } from '../delivery/ws-consumer.js';
+import { TopicTails, type TailStart } from '../delivery/topic-tail.js';
+import { wsLimits } from '../delivery/ws-limits.js';
+import { closeCodes } from '../delivery/ws-socket.js';
+import { HeraldError } from './errors.js';
+import { parseTime } from './normalize.js';
+import { namePattern } from './schemas.js';
+import { refuseUpgrade } from './upgrade-response.js';
+import { Heartbeat } from './ws-heartbeat.js';
+import { forwardedHeader, proxyUpgrade } from './ws-proxy.js';
+
+export interface WebSocketDeps {
+  node: HeraldNode;
+  /** The HTTP base URL of a cluster member (a follower proxies consumer sockets to the leader's). */
+  leaderUrl?: (id: number) => string | undefined;
+  /** Server ping interval (default wsLimits.pingIntervalMsDefault). */
+  pingIntervalMs?: number;
+}
+
+const wsRoute = /^\/v1\/(subscriptions|queues|topics)\/([^/?]+)\/ws$/;
+const nameRule = new RegExp(namePattern);
+/** The handshake as ws checks it; checked first so that a follower never opens a leader socket for a
+ * client it would then refuse. */
+const keyRule = /^[+/0-9A-Za-z]{22}==$/;
+/** Sockets that do not finish their closing handshake at shutdown are cut after this. */
+const shutdownCloseMs = 1000;
+
+export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): void {
+  const { node } = deps;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: wsLimits.clientFrameBytesMax, perMessageDeflate: false });
+  // A handshake ws itself refuses (e.g. a malformed Sec-WebSocket-Protocol) gets the contract's body too.
+  wss.on('wsClientError', (error, socket) => refuseUpgrade(socket, 'InvalidRequest', error.message));
+  const heartbeat = new Heartbeat(deps.pingIntervalMs ?? wsLimits.pingIntervalMsDefault);
+  const consumers = new ConsumerSessions(node);
+  const tails = new TopicTails(node);
+  const proxying = new Set<WebSocket>();
+  const connecting = new Set<WebSocket>();
+  let closing = false;
+
+  const proxyContext = {
+    wss,
+    connecting,
+    onPair: (client: WebSocket, upstream: WebSocket) => {
+      heartbeat.watch(client);
+      heartbeat.watch(upstream);
+      proxying.add(upstream);
+      upstream.once('close', () => proxying.delete(upstream));
+    },
+  };
+
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {});
+    try {
+      route(req, socket, head);
+    } catch (error) {
+      if (error instanceof HeraldError) refuseUpgrade(socket, error.code, error.message, error.retryAfterSeconds);
+      else {
+        console.error('herald: websocket upgrade failed', error);
+        refuseUpgrade(socket, 'InternalError', 'internal error');
+      }
+    }
+  });
+
+  function route(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (closing) throw new HeraldError('Unavailable', 'the node is shutting down', 1);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const m = wsRoute.exec(path);
+    if (!m) throw new HeraldError('NotFound', `no WebSocket route ${path}`);
+    checkHandshake(req);
+    const name = decodeName(m[2]!);
+    if (m[1] === 'topics') return openTail(req, socket, head, name, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
+    if (!node.isLeader) {
+      const leader = node.leaderId;
+      const target = leader && req.headers[forwardedHeader] === undefined ? deps.leaderUrl?.(leader) : undefined;
+      if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
+      return proxyUpgrade(proxyContext, req, socket, head, target);
+    }
+    if (!node.machine.subscriptionConfig(name)) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      heartbeat.watch(ws);
+      consumers.open(ws, name).pump();
+    });
+  }
+
+  function openTail(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string, query: URLSearchParams): void {
+    const start = tailStart(node, topic, query.get('from'));
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      heartbeat.watch(ws);
+      // The topic was there a moment ago; if it went in between, say so on the socket.
+      if (!tails.open(ws, topic, start)) {
+        ws.send(JSON.stringify({ type: 'error', code: 'TopicNotFound', message: `topic ${topic} not found` }));
+        ws.close(closeCodes.normal);
+      }
+    });
+  }
+
+  // Before fastify closes its server (which waits for every connection), close the sockets: consumers
+  // give their leases back while the node can still commit that.
+  app.addHook('preClose', async () => {
+    closing = true;
+    heartbeat.stop();
+    for (const u of connecting) u.terminate();
+    tails.shutdown();
+    for (const u of proxying) u.close(closeCodes.goingAway);
+    await consumers.shutdown();
+    const open = [...wss.clients];
+    for (const ws of open) ws.close(closeCodes.goingAway);
+    const allClosed = Promise.all(open.map((ws) => (ws.readyState === ws.CLOSED ? undefined : new Promise((r) => ws.once('close', r)))));
+    await Promise.race([allClosed, new Promise((r) => setTimeout(r, shutdownCloseMs).unref())]);
+    for (const ws of wss.clients) ws.terminate();
+    for (const u of proxying) u.terminate();
+  });
+}
+
+function checkHandshake(req: IncomingMessage): void {
+  if (req.method !== 'GET') throw new HeraldError('InvalidRequest', 'a WebSocket upgrade is a GET');
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket') throw new HeraldError('InvalidRequest', 'only WebSocket upgrades are served');
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !keyRule.test(key)) throw new HeraldError('InvalidRequest', 'missing or invalid Sec-WebSocket-Key');
+  const version = req.headers['sec-websocket-version'];
+  if (version !== '13' && version !== '8') throw new HeraldError('InvalidRequest', 'Sec-WebSocket-Version must be 13');
+}
+
+function decodeName(segment: string): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(segment);
+  } catch {
+    throw new HeraldError('InvalidRequest', 'the name is not valid percent-encoding');
+  }
+  if (!nameRule.test(name)) {
+    throw new HeraldError('InvalidRequest', 'names are 1–128 characters of A-Za-z0-9._- starting with a letter or digit');
+  }
+  return name;
+}
+
+/** `from`: a seq (inclusive), an ISO-8601 time (the first message published at or after it), or
+ * absent (the next message published). */
+function tailStart(node: HeraldNode, topic: string, from: string | null): TailStart {
+  if (!node.machine.topicConfig(topic)) throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
+  if (from === null) return { next: true };
+  if (/^\d{1,16}$/.test(from)) {
+    const seq = Number(from);
+    if (seq < 1 || !Number.isSafeInteger(seq)) throw new HeraldError('InvalidRequest', 'from must be a seq of 1 or more, or an ISO-8601 time');
+    return { seq };
+  }
+  let timeMs: number;
+  try {
+    timeMs = parseTime(from, 'from');
+  } catch {
+    throw new HeraldError('InvalidRequest', 'from must be a seq of 1 or more, or an ISO-8601 time');
+  }
+  const seq = node.machine.topicSeqAtTime(topic, timeMs);
+  if (seq === undefined) throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
+  return { seq };
+}
