@@ -134,13 +134,14 @@ export class ConsumerSession {
 
   private async pumpRounds(): Promise<void> {
     for (let round = 0; round < pumpRoundsMax; round++) {
-      if (this.closed || this.credits <= 0) return; // a credit frame pumps again
-      if (isBackedUp(this.socket)) return this.lookAgainIn(drainPollMs);
+      if (this.closed) return;
       const config = this.node.machine.subscriptionConfig(this.subscription);
       if (!config) {
         void this.stop(closeCodes.normal, 'SubscriptionNotFound', `subscription ${this.subscription} was deleted`);
         return;
       }
+      if (this.credits <= 0) return; // a credit frame pumps again
+      if (isBackedUp(this.socket)) return this.lookAgainIn(drainPollMs);
       const now = this.node.now();
       const room = wsLimits.leasesPerSocketMax - this.liveLeases(now);
       if (room <= 0) return this.lookAgainAt(this.leases.values().next().value ?? now + emptyPullRetryMs);

@@ -60,7 +60,8 @@ export function sendFrames(socket: WebSocket, frames: string[]): number {
  * so a batch of large messages cannot queue many megabytes behind a slow reader at once.
  */
 export class BatchSizer {
-  private frameCharsAvg = 1024;
+  /** Until a batch has been seen, messages are assumed large: the first batch is small (16). */
+  private frameCharsAvg = wsLimits.sendBufferBytesMax / 16;
 
   constructor(private readonly batchMax: number) {}
 
@@ -70,7 +71,9 @@ export class BatchSizer {
 
   record(chars: number, frames: number): void {
     if (frames === 0) return;
-    // Weighted towards the latest batch: message sizes on one subscription change slowly.
-    this.frameCharsAvg = Math.max(64, Math.round(0.5 * this.frameCharsAvg + 0.5 * (chars / frames)));
+    const latest = Math.max(64, chars / frames);
+    // Larger messages shrink the next batch at once; smaller ones grow it gradually, so a mix of sizes
+    // errs towards small batches.
+    this.frameCharsAvg = latest >= this.frameCharsAvg ? latest : 0.5 * this.frameCharsAvg + 0.5 * latest;
   }
 }
