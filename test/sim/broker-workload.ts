@@ -27,6 +27,7 @@
  * every dead-lettered copy acked from the dead-letter subscription); every backlog is 0; the
  * subscriptions' counters agree with the model.
  */
+import { resolveRetryPolicy } from '../../src/core/broker/backoff.js';
 import type { Command, PublishItem, StampedCommand } from '../../src/core/broker/commands.js';
 import { formatAckId, parseAckId, type Delivery, type Reply } from '../../src/core/broker/machine.js';
 import type { RetryPolicy, SubscriptionConfig, TopicConfig } from '../../src/core/broker/types.js';
@@ -341,7 +342,9 @@ export class BrokerWorkload {
         addList(acks, a.subscription, a.ackId);
       } else if (a.kind === 'nack') {
         this.counts.nacksSent++;
-        this.propose({ type: 'nack', subscription: a.subscription, ackIds: [a.ackId], delayMs: a.ms });
+        // Half the nacks come as a push dispatcher's failed attempts (backoff, Retry-After, give-up).
+        if (this.rng.int(0, 1) === 0) this.propose({ type: 'nack', subscription: a.subscription, ackIds: [a.ackId], delayMs: a.ms });
+        else this.propose({ type: 'push-failed', subscription: a.subscription, failures: [{ ackId: a.ackId, error: '500', retryAfterMs: a.ms }] });
       } else {
         this.propose({ type: 'modify-ack-deadline', subscription: a.subscription, ackIds: [a.ackId], deadlineMs: a.ms ?? 0 });
       }
@@ -628,13 +631,15 @@ export class BrokerChecker {
       }
       case 'ack':
       case 'nack':
+      case 'push-failed':
       case 'modify-ack-deadline': {
         const s = this.sub(c.subscription);
         if (!s || !reply.ok) return;
         check('invalid' in reply, `${c.type} answered without invalid ${at}`);
         const invalid = new Set(reply.invalid);
         let count = 0;
-        for (const ackId of c.ackIds) {
+        const ackIds = c.type === 'push-failed' ? c.failures.map((f) => f.ackId) : c.ackIds;
+        for (const [i, ackId] of ackIds.entries()) {
           const parsed = parseAckId(ackId);
           const t = parsed ? s.msgs.get(parsed.seq) : undefined;
           const modelValid = parsed !== undefined && t !== undefined && !s.done(t) && t.lease !== null && t.lease.token === parsed.token && t.lease.deadlineMs > nowMs;
@@ -652,6 +657,11 @@ export class BrokerChecker {
           } else if (c.type === 'nack') {
             t.lease = null;
             t.notBeforeMs = nowMs + (c.delayMs ?? 0);
+          } else if (c.type === 'push-failed') {
+            // Retries are never spent here (maxAttempts null, maxRetrySeconds past the run): it waits.
+            const retryAfterMs = c.failures[i]!.retryAfterMs;
+            t.lease = null;
+            t.notBeforeMs = nowMs + (retryAfterMs === null ? 0 : Math.min(retryAfterMs, resolveRetryPolicy(s.config!.retry).maxBackoffMs));
           } else if (c.deadlineMs === 0) {
             t.lease = null;
             t.notBeforeMs = nowMs;
@@ -751,6 +761,8 @@ function describeCommand(c: StampedCommand['command']): string {
     case 'nack':
     case 'modify-ack-deadline':
       return `${c.type} ${c.subscription} [${c.ackIds.join(' ')}]${c.type === 'nack' ? ` delay=${c.delayMs}` : c.type === 'modify-ack-deadline' ? ` deadline=${c.deadlineMs}` : ''}`;
+    case 'push-failed':
+      return `push-failed ${c.subscription} [${c.failures.map((f) => `${f.ackId} ${f.error} retry-after=${f.retryAfterMs}`).join(', ')}]`;
     default:
       return c.type + ('name' in c ? ` ${c.name}` : '');
   }

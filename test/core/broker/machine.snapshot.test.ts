@@ -22,11 +22,19 @@ const TOPICS = ['t', 'u', 'dlq'] as const;
 const SUBS = ['plain', 'ordered', 'tagged', 'keyed', 'onU', 'dlqReader'] as const;
 
 const subConfigs: Record<(typeof SUBS)[number], SubscriptionConfig> = {
-  plain: subConfig('t', { deadLetter: { topic: 'dlq', maxDeliveries: 3 }, retry: { policy: 'fixed', intervalMs: 2000, maxAttempts: null } }),
+  plain: subConfig('t', {
+    deadLetter: { topic: 'dlq', maxDeliveries: 3 },
+    retry: { policy: 'fixed', intervalMs: 2000, maxAttempts: 2 },
+    push: { url: 'https://example.com/hook', headers: {}, format: 'json', timeoutMs: 1000, maxInFlight: 4, rateLimitPerSecond: 0 },
+  }),
   ordered: subConfig('t', { ordered: true, deadLetter: { topic: 'dlq', maxDeliveries: 2 } }),
   tagged: subConfig('t', { filter: { tags: ['a'] }, ordered: true }),
   keyed: subConfig('t', { filter: { bindingKeys: ['x.*', 'y.#'] }, startAt: 'latest' }),
-  onU: subConfig('u', { startAt: { seq: 2 }, retry: { policy: 'BACKOFF_RETRY' } }),
+  onU: subConfig('u', {
+    startAt: { seq: 2 },
+    retry: { policy: 'BACKOFF_RETRY' },
+    push: { url: 'https://example.com/u', headers: {}, format: 'raw', timeoutMs: 1000, maxInFlight: 4, rateLimitPerSecond: 5 },
+  }),
   dlqReader: subConfig('dlq'),
 };
 
@@ -34,7 +42,8 @@ type Step =
   | { kind: 'time'; ms: number }
   | { kind: 'publish'; topic: number; items: { tag: number; key: number; ordering: number; dedup: number; delay: number }[] }
   | { kind: 'pull'; sub: number; max: number; deadlineMs: number }
-  | { kind: 'ack' | 'nack' | 'modify'; sub: number; picks: number[]; value: number }
+  | { kind: 'ack' | 'nack' | 'modify' | 'push-failed'; sub: number; picks: number[]; value: number }
+  | { kind: 'push-admin'; sub: number; variant: number }
   | { kind: 'seek'; sub: number; bySeq: boolean; value: number }
   | { kind: 'expire' }
   | { kind: 'redrive'; sub: number; max: number }
@@ -61,7 +70,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   {
     weight: 5,
     arbitrary: fc.record({
-      kind: fc.constantFrom('ack' as const, 'ack' as const, 'nack' as const, 'modify' as const),
+      kind: fc.constantFrom('ack' as const, 'ack' as const, 'nack' as const, 'modify' as const, 'push-failed' as const),
       sub,
       picks: fc.array(fc.nat(1000), { minLength: 1, maxLength: 4 }),
       value: fc.integer({ min: -1, max: 15_000 }),
@@ -69,6 +78,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('seek' as const), sub, bySeq: fc.boolean(), value: fc.integer({ min: 0, max: 40 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('expire' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('push-admin' as const), sub, variant: fc.nat(2) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('redrive' as const), sub, max: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('filter' as const), sub, variant: fc.nat(2) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom('delete-sub' as const, 'create-sub' as const), sub }) },
@@ -77,7 +87,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 
 const setupCommands = (): Command[] => [
   ...TOPICS.map((name): Command => ({ type: 'create-topic', name, config: topicConfig({ retentionSeconds: 120, dedupWindowSeconds: 30 }) })),
-  ...SUBS.map((name): Command => ({ type: 'create-subscription', name, config: subConfigs[name] })),
+  ...SUBS.map((name): Command => ({ type: 'create-subscription', name, config: subConfigs[name], secret: `whsec_${name}` })),
 ];
 
 const filters = [null, { tags: ['b'] }, { tags: ['a'], bindingKeys: ['#'] }];
@@ -125,7 +135,8 @@ function record(steps: Step[], onApplied: (i: number, a: BrokerMachine, store: M
       }
       case 'ack':
       case 'nack':
-      case 'modify': {
+      case 'modify':
+      case 'push-failed': {
         const known = ackIds[s.sub]!;
         // Mostly recent ackIds (likely still valid), some old ones (likely stale), some garbage.
         const ids = s.picks.map((p) =>
@@ -138,6 +149,13 @@ function record(steps: Step[], onApplied: (i: number, a: BrokerMachine, store: M
         const subscription = SUBS[s.sub]!;
         if (s.kind === 'ack') apply({ type: 'ack', subscription, ackIds: ids });
         else if (s.kind === 'nack') apply({ type: 'nack', subscription, ackIds: ids, delayMs: s.value < 0 ? null : s.value });
+        else if (s.kind === 'push-failed') {
+          apply({
+            type: 'push-failed',
+            subscription,
+            failures: ids.map((ackId, i) => ({ ackId, error: String(500 + i), retryAfterMs: s.value < 0 ? null : s.value })),
+          });
+        }
         else apply({ type: 'modify-ack-deadline', subscription, ackIds: ids, deadlineMs: Math.max(0, s.value) });
         break;
       }
@@ -147,6 +165,12 @@ function record(steps: Step[], onApplied: (i: number, a: BrokerMachine, store: M
       case 'expire':
         apply({ type: 'expire' });
         break;
+      case 'push-admin': {
+        const subscription = SUBS[s.sub]!;
+        if (s.variant === 0) apply({ type: 'rotate-secret', subscription, secret: `whsec_${log.length}` });
+        else apply({ type: s.variant === 1 ? 'pause-push' : 'resume-push', subscription });
+        break;
+      }
       case 'redrive':
         apply({ type: 'redrive', subscription: SUBS[s.sub]!, max: s.max });
         break;
@@ -178,6 +202,8 @@ function queries(m: BrokerMachine, nowMs: number) {
       info: m.subscriptionInfo(n, nowMs),
       hasAvailable: m.hasAvailable(n, nowMs),
       next: m.nextAvailableAtMs(n),
+      secrets: m.pushSecrets(n, nowMs),
+      paused: m.pushPaused(n),
     })),
     expireDue: m.expireDue(nowMs),
   };

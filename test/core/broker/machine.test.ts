@@ -1006,3 +1006,99 @@ describe('stats', () => {
     expect(h.machine.topicNames()).toEqual(['t']);
   });
 });
+
+describe('push outcomes, secrets and pausing', () => {
+  const push = { url: 'https://example.com/h', headers: {}, format: 'json' as const, timeoutMs: 1000, maxInFlight: 8, rateLimitPerSecond: 0 };
+  const failed = (h: Harness, ackId: string, error = '500', retryAfterMs: number | null = null) =>
+    h.run({ type: 'push-failed', subscription: 's', failures: [{ ackId, error, retryAfterMs }] });
+  const exp = { policy: 'exponential' as const, minBackoffMs: 1000, maxBackoffMs: 5000, multiplier: 2, jitter: 0, maxAttempts: null, maxRetrySeconds: 3600 };
+
+  it('a failed attempt waits out the policy backoff, then Retry-After capped at the largest backoff', () => {
+    const h = setup({ push, retry: exp });
+    h.publish('t', msg('a'));
+    const [d1] = h.pull('s');
+    expect(failed(h, d1!.ackId)).toEqual({ ok: true, count: 1, invalid: [] });
+    expect(h.machine.nextAvailableAtMs('s')).toBe(h.nowMs + 1000);
+    expect(h.pull('s')).toHaveLength(0); // waiting out the backoff: pull gets nothing either
+    const [d2] = h.advance(1000).pull('s');
+    expect(d2!.attempt).toBe(2);
+    failed(h, d2!.ackId, '429', 60_000);
+    expect(h.machine.nextAvailableAtMs('s')).toBe(h.nowMs + 5000);
+    // A stale ackId is invalid, not applied twice.
+    expect(failed(h, d2!.ackId)).toEqual({ ok: true, count: 0, invalid: [d2!.ackId] });
+  });
+
+  it('maxAttempts spent: dead-lettered with the last error; without a dead-letter topic, kept at the largest backoff', () => {
+    const h = new Harness();
+    h.createTopic('t');
+    h.createTopic('dlq');
+    h.createSub('s', 't', { push, retry: { policy: 'fixed', intervalMs: 100, maxAttempts: 2 }, deadLetter: { topic: 'dlq', maxDeliveries: 100 }, startAt: 'earliest' });
+    h.createSub('dlq-reader', 'dlq', { startAt: 'earliest' });
+    h.createSub('keep', 't', { push, retry: { policy: 'fixed', intervalMs: 100, maxAttempts: 2 }, startAt: 'earliest' });
+    h.publish('t', msg('a'));
+    failed(h, h.pull('s')[0]!.ackId);
+    failed(h, h.advance(100).pull('s')[0]!.ackId, '503');
+    expect(h.info('s')).toMatchObject({ deadLettered: 1, backlog: 0 });
+    const [dl] = h.pull('dlq-reader');
+    expect(dl!.message.attributes).toMatchObject({ 'herald-last-error': '503', 'herald-delivery-attempts': '2', 'herald-source-subscription': 's' });
+    const keepFail = (ackId: string) => h.run({ type: 'push-failed', subscription: 'keep', failures: [{ ackId, error: '500', retryAfterMs: null }] });
+    keepFail(h.pull('keep')[0]!.ackId);
+    keepFail(h.advance(100).pull('keep')[0]!.ackId);
+    expect(h.info('keep')).toMatchObject({ deadLettered: 0, backlog: 1 });
+    expect(h.machine.nextAvailableAtMs('keep')).toBe(h.nowMs + 100);
+  });
+
+  it('maxRetrySeconds counts from the first delivery', () => {
+    const h = new Harness();
+    h.createTopic('t');
+    h.createTopic('dlq');
+    h.createSub('s', 't', { push, retry: { ...exp, maxRetrySeconds: 10 }, deadLetter: { topic: 'dlq', maxDeliveries: 100 }, startAt: 'earliest' });
+    h.publish('t', msg('a'));
+    failed(h, h.pull('s')[0]!.ackId);
+    failed(h, h.advance(9_000).pull('s')[0]!.ackId);
+    expect(h.info('s').deadLettered).toBe(0);
+    failed(h, h.advance(5_000).pull('s')[0]!.ackId);
+    expect(h.info('s').deadLettered).toBe(1);
+  });
+
+  it('secrets: set on create with push, rotated with a 24 h overlap; pause and resume need push', () => {
+    const h = new Harness();
+    h.createTopic('t');
+    expect(h.run({ type: 'create-subscription', name: 's', config: subConfig('t', { push }), secret: 'whsec_a' })).toEqual({ ok: true, created: true });
+    expect(h.machine.pushSecrets('s', h.nowMs)).toEqual(['whsec_a']);
+    h.run({ type: 'rotate-secret', subscription: 's', secret: 'whsec_b' });
+    expect(h.machine.pushSecrets('s', h.nowMs)).toEqual(['whsec_b', 'whsec_a']);
+    expect(h.machine.pushSecrets('s', h.nowMs + limits.pushSecretOverlapMs)).toEqual(['whsec_b']);
+    expect(h.machine.pushPaused('s')).toBe(false);
+    h.run({ type: 'pause-push', subscription: 's' });
+    expect(h.info('s').pushPaused).toBe(true);
+    expect(h.apply({ type: 'resume-push', subscription: 's' }).effects).toContainEqual({ type: 'available', subscription: 's' });
+    expect(h.machine.pushPaused('s')).toBe(false);
+    // A changed push target clears a pause.
+    h.run({ type: 'pause-push', subscription: 's' });
+    h.run({ type: 'update-subscription', name: 's', patch: { push: { ...push, url: 'https://example.com/new' } } });
+    expect(h.machine.pushPaused('s')).toBe(false);
+    h.createSub('p', 't');
+    for (const c of [
+      { type: 'rotate-secret', subscription: 'p', secret: 'whsec_x' },
+      { type: 'pause-push', subscription: 'p' },
+      { type: 'resume-push', subscription: 'p' },
+    ] as Command[]) {
+      expect(h.run(c)).toMatchObject({ ok: false, code: 'InvalidRequest' });
+    }
+    expect(h.run({ type: 'rotate-secret', subscription: 'nope', secret: 'x' })).toMatchObject({ ok: false, code: 'SubscriptionNotFound' });
+    // Push added later by PATCH gets the secret the PATCH carries.
+    h.run({ type: 'update-subscription', name: 'p', patch: { push }, secret: 'whsec_p' });
+    expect(h.machine.pushSecrets('p', h.nowMs)).toEqual(['whsec_p']);
+  });
+
+  it('acking the head of an ordering key wakes the subscription for the next one', () => {
+    const h = setup({ ordered: true });
+    h.publish('t', msg('a', { orderingKey: 'k' }), msg('b', { orderingKey: 'k' }));
+    const [d] = h.pull('s');
+    expect(h.pull('s')).toHaveLength(0);
+    const { effects } = h.apply({ type: 'ack', subscription: 's', ackIds: [d!.ackId] });
+    expect(effects).toContainEqual({ type: 'available', subscription: 's' });
+    expect(h.pullTexts('s')).toEqual(['b']);
+  });
+});
