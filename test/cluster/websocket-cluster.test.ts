@@ -67,6 +67,42 @@ test('a proxied socket that drops gives its messages back at once', async () => 
   expect(again.every((f) => f.deliveryAttempt === 2)).toBe(true);
 });
 
+test('a slow reader behind a follower holds back the leader too (the proxy passes backpressure on)', async () => {
+  const [f1] = followers as [number];
+  const count = 1500;
+  const size = 32 * 1024;
+  await apiOk(c.url(leader), 'PUT', '/v1/queues/bulky', { ackDeadlineSeconds: 300 });
+  for (let i = 0; i < count; i += 100) {
+    const messages = Array.from({ length: 100 }, (_, j) => ({ data: `${i + j}:`.padEnd(size, 'x') }));
+    await apiOk(c.url(leader), 'POST', '/v1/queues/bulky/messages', { messages });
+  }
+  const x = await open(f1, '/v1/queues/bulky/ws');
+  x.ws.pause();
+  x.credit(count);
+  let last = -1;
+  let same = 0;
+  const settled = (await eventually(async () => {
+    const now = (await stats('bulky')).inFlight as number;
+    same = now === last && now > 0 ? same + 1 : 0;
+    last = now;
+    return same >= 5 ? now : 0;
+  }, 30_000, 200))!;
+  console.log(`[ws proxy slow reader] ${settled} of ${count} leased while the client did not read`);
+  // Two hops of kernel buffers and two send buffers, not the whole credit.
+  expect(settled).toBeLessThan(count / 2);
+  x.ws.resume();
+  const seen = new Set<number>();
+  await eventually(() => {
+    for (const f of x.frames.splice(0)) {
+      if (f.type !== 'message') continue;
+      seen.add(f.seq);
+      x.ack([f.ackId]);
+    }
+    return seen.size === count;
+  }, 60_000, 20);
+  await eventually(async () => (await stats('bulky')).backlog === 0, 20_000);
+}, 120_000);
+
 test('refusals come back from the leader as it gave them', async () => {
   for (const id of followers) {
     const r = await WsClient.refusal(c.url(id), '/v1/subscriptions/no-such-sub/ws');
