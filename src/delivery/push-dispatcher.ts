@@ -25,6 +25,11 @@ import { webhookAgent } from './webhook-connector.js';
 export const pushLimits = {
   /** Messages one lease proposal takes for a pusher. */
   leaseBatchMax: 256,
+  /**
+   * Lease proposals a pusher may have in the log at once: while one commits, the next is on its way,
+   * so a fast endpoint is not held to one batch per commit round trip.
+   */
+  leasesInFlightMax: 4,
   /** A push lease outlives the request timeout by this much, so a slow answer is not redelivered early. */
   leaseMarginMs: 2_000,
   /** Attempts remembered per subscription for `GET .../attempts`. */
@@ -154,7 +159,9 @@ class AttemptLog {
 
 class SubscriptionPusher {
   private inFlight = 0;
-  private leasing = false;
+  /** Lease proposals in the log, and the window slots they asked for. */
+  private leases = 0;
+  private reserved = 0;
   private stopped = false;
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | undefined;
@@ -218,15 +225,18 @@ class SubscriptionPusher {
 
   /** Leases as many messages as the window, the rate and the circuit allow, and sends them. */
   private async pump(): Promise<void> {
-    if (this.stopped || this.leasing) return;
+    if (this.stopped || this.leases >= pushLimits.leasesInFlightMax) return;
     const machine = this.node.machine;
     if (machine.pushPaused(this.name)) return;
     const now = this.node.now();
     if (now < this.openUntilMs) return this.wakeAt(this.openUntilMs);
-    let room = this.push.maxInFlight - this.inFlight;
+    const busy = this.inFlight + this.reserved;
+    let room = this.push.maxInFlight - busy;
     // Half-open: one probe at a time until an attempt succeeds.
-    if (this.halfOpen) room = this.inFlight === 0 ? 1 : 0;
-    if (room <= 0) return; // a finished attempt wakes the pusher
+    if (this.halfOpen) room = busy === 0 ? 1 : 0;
+    // Lease in batches: with requests still out, wait until an eighth of the window is free, so a
+    // busy pusher puts one lease through the log per many messages rather than one per message.
+    if (room <= 0 || (busy > 0 && room < Math.ceil(this.push.maxInFlight / 8))) return; // a finished attempt wakes the pusher
     const rate = this.push.rateLimitPerSecond;
     if (rate > 0) {
       this.tokens = Math.min(rate, this.tokens + ((now - this.refilledAtMs) * rate) / 1000);
@@ -239,18 +249,23 @@ class SubscriptionPusher {
       if (next !== undefined) this.wakeAt(next);
       return;
     }
-    this.leasing = true;
+    const max = Math.min(room, pushLimits.leaseBatchMax);
+    this.leases++;
+    this.reserved += max;
+    // Tokens are taken when asking, and what the lease did not use is given back.
+    if (rate > 0) this.tokens -= max;
     let leased = 0;
+    // More room may be left for a lease alongside this one.
+    if (room > max || this.leases < pushLimits.leasesInFlightMax) this.wake();
     try {
       const reply = await this.node.propose({
         type: 'pull',
         subscription: this.name,
-        max: Math.min(room, pushLimits.leaseBatchMax),
+        max,
         ackDeadlineMs: this.push.timeoutMs + pushLimits.leaseMarginMs,
       });
       if (!reply.ok || !('deliveries' in reply)) return;
       leased = reply.deliveries.length;
-      if (rate > 0) this.tokens -= leased;
       for (const d of reply.deliveries) {
         this.inFlight++;
         void this.deliver(d);
@@ -260,12 +275,15 @@ class SubscriptionPusher {
       this.wakeAt(this.node.now() + 200);
       return;
     } finally {
-      this.leasing = false;
+      this.leases--;
+      this.reserved -= max;
+      if (rate > 0) this.tokens += max - leased;
     }
     if (this.stopped) return;
     if (leased > 0) this.wake();
     else {
-      // Nothing due after all (delayed messages were scanned): look again when something comes due.
+      // Nothing due after all (delayed messages were scanned, or a lease alongside took them): look
+      // again when something comes due; a lease still out wakes the pusher when it returns.
       const next = machine.nextAvailableAtMs(this.name);
       this.wakeAt(Math.min(next ?? Infinity, this.node.now() + 1000));
     }
@@ -292,9 +310,10 @@ class SubscriptionPusher {
         headers,
         body,
         dispatcher: this.agent,
+        // Until the response headers, then between body chunks (connecting has its own timeout in
+        // the connector); cheaper than an AbortSignal per request.
         headersTimeout: this.push.timeoutMs,
         bodyTimeout: this.push.timeoutMs,
-        signal: AbortSignal.timeout(this.push.timeoutMs),
       });
       outcome = res.statusCode;
       retryAfterMs = parseRetryAfter(res.headers['retry-after'], Date.now());
