@@ -12,14 +12,14 @@
  * messages in flight at the crash wait out their lease and are delivered again.
  */
 import { performance } from 'node:perf_hooks';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { PushFailure } from '../core/broker/commands.js';
 import type { Delivery, Effect } from '../core/broker/machine.js';
 import { messageId, type PushConfig } from '../core/broker/types.js';
 import { resolveRetryPolicy } from '../core/broker/backoff.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { buildWebhookRequest, errorOutcome, parseRetryAfter } from './webhook-request.js';
-import { webhookAgent } from './webhook-connector.js';
+import { postWebhook, webhookAgent } from './webhook-connector.js';
 
 /** Push's own bounds (the contract's are in core/limits.ts). */
 export const pushLimits = {
@@ -178,6 +178,7 @@ class SubscriptionPusher {
   private acks: string[] = [];
   private failures: PushFailure[] = [];
   private flushScheduled = false;
+  private readonly url: URL;
 
   constructor(
     private readonly node: HeraldNode,
@@ -189,6 +190,7 @@ class SubscriptionPusher {
     readonly generation: object,
     private readonly attemptLog: AttemptLog,
   ) {
+    this.url = new URL(push.url);
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();
   }
@@ -305,19 +307,9 @@ class SubscriptionPusher {
     let outcome: number | string;
     let retryAfterMs: number | null = null;
     try {
-      const res = await request(this.push.url, {
-        method: 'POST',
-        headers,
-        body,
-        dispatcher: this.agent,
-        // Until the response headers, then between body chunks (connecting has its own timeout in
-        // the connector); cheaper than an AbortSignal per request.
-        headersTimeout: this.push.timeoutMs,
-        bodyTimeout: this.push.timeoutMs,
-      });
-      outcome = res.statusCode;
-      retryAfterMs = parseRetryAfter(res.headers['retry-after'], Date.now());
-      await res.body.dump({ limit: pushLimits.responseBodyBytesMax }).catch(() => {});
+      const res = await postWebhook(this.agent, this.url, headers, body, this.push.timeoutMs, pushLimits.responseBodyBytesMax);
+      outcome = res.status;
+      retryAfterMs = parseRetryAfter(res.retryAfter, Date.now());
     } catch (error) {
       outcome = errorOutcome(error);
     }

@@ -7,7 +7,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import ipaddr from 'ipaddr.js';
-import { Agent, buildConnector } from 'undici';
+import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { isBlockedAddress } from './ssrf.js';
 
 /** A connection refused by the SSRF guard; a delivery attempt records it as `ssrf-blocked`. */
@@ -60,5 +60,61 @@ export function webhookAgent(options: WebhookAgentOptions): Agent {
       }
       connector(opts, callback);
     },
+  });
+}
+
+export interface WebhookResponse {
+  status: number;
+  retryAfter: string | undefined;
+}
+
+/**
+ * One POST through the agent with undici's dispatch API (no response stream, no promise per chunk:
+ * about a third cheaper than `request` at tens of thousands of posts a second). The response body is
+ * read and dropped; past `bodyBytesMax` the connection is cut, and the status still counts.
+ * Rejects on a transport error (the error names the cause: timeouts, resets, `SSRF_BLOCKED`).
+ */
+export function postWebhook(
+  agent: Dispatcher,
+  url: URL,
+  headers: Record<string, string>,
+  body: string | Buffer,
+  timeoutMs: number,
+  bodyBytesMax: number,
+): Promise<WebhookResponse> {
+  return new Promise((resolve, reject) => {
+    let response: WebhookResponse | undefined;
+    let bodyBytes = 0;
+    agent.dispatch(
+      {
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: 'POST',
+        headers,
+        body,
+        // Until the response headers, then between body chunks; connecting has its own timeout.
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      },
+      {
+        onRequestStart() {},
+        onResponseStart(_controller, statusCode, responseHeaders) {
+          const ra = responseHeaders['retry-after'];
+          response = { status: statusCode, retryAfter: Array.isArray(ra) ? ra[0] : ra };
+        },
+        onResponseData(controller, chunk) {
+          bodyBytes += chunk.length;
+          if (bodyBytes > bodyBytesMax) controller.abort(new Error('response body too large'));
+        },
+        onResponseEnd() {
+          resolve(response!);
+        },
+        onResponseError(_controller, error) {
+          // Aborted for its size after the status arrived: the status is the outcome.
+          if (response && bodyBytes > bodyBytesMax) resolve(response);
+          else reject(error);
+        },
+      },
+    );
   });
 }

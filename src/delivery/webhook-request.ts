@@ -10,7 +10,8 @@ import { signatureHeaders } from './webhook-signature.js';
 
 export interface WebhookRequest {
   headers: Record<string, string>;
-  body: Buffer;
+  /** JSON as a string (signed and sent as UTF-8, never copied into a Buffer first), raw data as bytes. */
+  body: Buffer | string;
 }
 
 const tokenPattern = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -43,9 +44,9 @@ export function buildWebhookRequest(
   const message = renderMessage(d.topicId, d.message);
   // The subscription's own headers go first: ours win over them.
   const headers: Record<string, string> = { ...push.headers };
-  let body: Buffer;
+  let body: Buffer | string;
   if (push.format === 'json') {
-    body = Buffer.from(JSON.stringify({ ...message, deliveryAttempt: d.attempt }));
+    body = JSON.stringify({ ...message, deliveryAttempt: d.attempt });
     headers['content-type'] = 'application/json';
   } else {
     body = bytesOf(d.message.data);
