@@ -12,8 +12,19 @@ export function generateSecret(): string {
   return prefix + randomBytes(24).toString('base64');
 }
 
+// Decoding a secret is per push subscription, not per message: the last few decoded keys are kept.
+// (A KeyObject would be slower here: createHmac with one costs twice as much as with a Buffer.)
+const keys = new Map<string, Buffer>();
+const keysCachedMax = 1024;
+
 function keyOf(secret: string): Buffer {
-  return Buffer.from(secret.startsWith(prefix) ? secret.slice(prefix.length) : secret, 'base64');
+  let key = keys.get(secret);
+  if (!key) {
+    key = Buffer.from(secret.startsWith(prefix) ? secret.slice(prefix.length) : secret, 'base64');
+    if (keys.size >= keysCachedMax) keys.delete(keys.keys().next().value!);
+    keys.set(secret, key);
+  }
+  return key;
 }
 
 export function signature(secret: string, id: string, timestampSeconds: number, body: Buffer | string): string {

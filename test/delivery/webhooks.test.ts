@@ -266,13 +266,15 @@ describe('retries, backoff and dead-lettering', () => {
     expect((await stats(s)).deadLettered).toBe(0);
   });
 
-  test('timeouts, connection resets and redirects are failed attempts with their names', async () => {
-    const rx = await receiver((_r, i) => (i === 0 ? { hang: true } : i === 1 ? { reset: true } : i === 2 ? { status: 302, headers: { location: '/elsewhere' } } : { status: 204 }));
+  test('timeouts, connection resets, redirects and 4xx are failed attempts with their names', async () => {
+    const rx = await receiver((_r, i) =>
+      i === 0 ? { hang: true } : i === 1 ? { reset: true } : i === 2 ? { status: 302, headers: { location: '/elsewhere' } } : i === 3 ? { status: 404 } : { status: 204 },
+    );
     const { t, s } = await setup({ url: `${rx.url}/in`, timeoutMs: 300 }, { retry: { policy: 'fixed', intervalMs: 100, maxAttempts: null } });
     await publish(t, [{ data: 'x' }]);
     await eventually(async () => expect((await stats(s)).acked).toBe(1), 15_000);
-    expect(rx.for(s).map((r) => r.path)).toEqual(['/in', '/in', '/in', '/in']); // the redirect was not followed
-    expect((await attempts(s)).map((a) => a.outcome).reverse()).toEqual(['timeout', 'connection-reset', 302, 204]);
+    expect(rx.for(s).map((r) => r.path)).toEqual(['/in', '/in', '/in', '/in', '/in']); // the redirect was not followed
+    expect((await attempts(s)).map((a) => a.outcome).reverse()).toEqual(['timeout', 'connection-reset', 302, 404, 204]);
     const timedOut = (await attempts(s)).at(-1)!;
     expect(timedOut.latencyMs).toBeGreaterThanOrEqual(280);
   });
