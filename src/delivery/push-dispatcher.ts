@@ -20,6 +20,7 @@ import { resolveRetryPolicy } from '../core/broker/backoff.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { buildWebhookRequest, errorOutcome, parseRetryAfter } from './webhook-request.js';
 import { postWebhook, webhookAgent } from './webhook-connector.js';
+import { noteWebhookAttempt } from '../metrics/registry.js';
 
 /** Push's own bounds (the contract's are in core/limits.ts). */
 export const pushLimits = {
@@ -314,6 +315,7 @@ class SubscriptionPusher {
       outcome = errorOutcome(error);
     }
     const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+    noteWebhookAttempt(this.name, this.url, outcome, latencyMs);
     this.attemptLog.add({
       messageId: messageId(d.topicId, d.message.seq),
       seq: d.message.seq,

@@ -15,6 +15,7 @@ import { subscriptionRoutes } from './routes/subscriptions.js';
 import { queueRoutes } from './routes/queues.js';
 import { operationsRoutes } from './routes/operations.js';
 import { attachWebSockets } from './websocket.js';
+import { instrumentHttp } from '../metrics/registry.js';
 
 export interface AppDeps {
   node: HeraldNode;
@@ -98,6 +99,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     reply.status(404).send({ error: { code: 'NotFound', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
   });
 
+  instrumentHttp(app);
   app.register(topicRoutes, deps);
   app.register(subscriptionRoutes, deps);
   app.register(queueRoutes, deps);

@@ -22,6 +22,7 @@ import { namePattern } from './schemas.js';
 import { refuseUpgrade } from './upgrade-response.js';
 import { Heartbeat } from './ws-heartbeat.js';
 import { forwardedHeader, proxyUpgrade } from './ws-proxy.js';
+import { noteWebSocket } from '../metrics/registry.js';
 
 export interface WebSocketDeps {
   node: HeraldNode;
@@ -55,6 +56,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     wss,
     connecting,
     onPair: (client: WebSocket, upstream: WebSocket) => {
+      noteWebSocket('proxy', client);
       heartbeat.watch(client);
       heartbeat.watch(upstream);
       proxying.add(upstream);
@@ -94,6 +96,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     if (!node.machine.subscriptionConfig(name)) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
     wss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);
+      noteWebSocket('consumer', ws);
       consumers.open(ws, name).pump();
     });
   }
@@ -102,6 +105,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     const start = tailStart(node, topic, query.get('from'));
     wss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);
+      noteWebSocket('tail', ws);
       // The topic was there a moment ago; if it went in between, say so on the socket.
       if (!tails.open(ws, topic, start)) {
         ws.send(JSON.stringify({ type: 'error', code: 'TopicNotFound', message: `topic ${topic} not found` }));

@@ -16,6 +16,7 @@ import type { Message } from '../core/raft/messages.js';
 import { EntryType, type Entry, type NodeId, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, type ReceivedSnapshot } from '../storage/lmdb-storage.js';
 import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
+import { noteAppend, noteApplied, noteLeader, noteSnapshot } from '../metrics/registry.js';
 
 export class NodeUnavailableError extends Error {
   constructor(message: string) {
@@ -220,6 +221,11 @@ export class HeraldNode {
     };
   }
 
+  /** What the metrics read when scraped: the data directory, the stored log's bounds, the writes waiting. */
+  storageStatus() {
+    return { dataDir: this.storage.dataDir, logFirstIndex: this.storage.firstIndex(), logLastIndex: this.storage.lastIndex(), proposalsWaiting: this.waiters.size };
+  }
+
   /** A hash of the applied broker state (for comparing replicas in tests and checks). */
   stateDigest(): string {
     return createHash('sha256').update(encodeCommand(this.machine.snapshot())).digest('hex');
@@ -323,6 +329,7 @@ export class HeraldNode {
         for (const index of [...this.proposed.keys()]) if (index <= this.appliedIndex) this.proposed.delete(index);
         for (const [id, a] of Object.entries(ready.snapshot.meta.addresses ?? {})) this.addresses.set(Number(id), a);
         this.onAddresses(this.addresses);
+        noteSnapshot('installed');
       }
       for (const entry of ready.committed) this.applyEntry(entry);
       // A node that votes alone need not wait out an election timeout.
@@ -334,11 +341,14 @@ export class HeraldNode {
       const messages = ready.messages ?? [];
       const early = this.raft.role === 'leader' ? messages.filter((m) => m.type === 'append' || m.type === 'heartbeat') : [];
       if (early.length > 0) this.send(early);
+      const stepStartedMs = performance.now();
       await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) });
+      noteAppend(stepStartedMs, ready.entries);
       const late = early.length > 0 ? messages.filter((m) => m.type !== 'append' && m.type !== 'heartbeat') : messages;
       if (late.length > 0) this.send(this.streamSnapshotsAside(late));
       this.raft.advance(ready);
       if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership();
+      if (ready.softState) noteLeader(ready.softState.leader);
     }
     this.stepping = false;
     for (const w of this.idleWaiters.splice(0)) w();
@@ -381,6 +391,7 @@ export class HeraldNode {
       }
       if (batch.length > 0) await send(encodeCommand({ records: batch }));
       this.send([{ ...m, data: { chunks: seqNo } }]);
+      noteSnapshot('sent');
     } catch (error) {
       console.warn(`herald: snapshot to node ${m.to} abandoned: ${(error as Error).message}`);
       this.raft.reportSnapshotFailed(m.to);
@@ -420,6 +431,7 @@ export class HeraldNode {
     assert(term !== undefined, `no term for applied index ${this.appliedIndex}`);
     this.snapshotIndex = this.appliedIndex;
     this.logBytesSinceSnapshot = 0;
+    noteSnapshot('taken');
     return {
       snapshot: {
         meta: { index: this.appliedIndex, term, conf: this.raft.conf(), addresses: Object.fromEntries(this.addresses) },
@@ -444,9 +456,11 @@ export class HeraldNode {
       this.noteAddresses(cc);
       reply = { ok: true };
     } else if (entry.data.length > 0) {
-      const result = this.machine.apply(stamped ?? decodeCommand<StampedCommand>(entry.data), entry.index);
+      const command = stamped ?? decodeCommand<StampedCommand>(entry.data);
+      const result = this.machine.apply(command, entry.index);
       reply = result.reply;
       effects = result.effects;
+      noteApplied(command, reply, this);
     }
     this.appliedIndex = entry.index;
     if (this.caughtUpWaiters.length > 0 && this.appliedIndex >= this.startupIndex) for (const w of this.caughtUpWaiters.splice(0)) w();

@@ -20,6 +20,7 @@ import type { MessageStore, StoredMessage } from '../core/broker/types.js';
 import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeRecord, encodeRecord, SegmentFiles, type Location } from './segments.js';
+import { noteFsync } from '../metrics/registry.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -107,12 +108,13 @@ export class LmdbStorage implements MessageStore, LogReader {
   private termsOffset = 1;
 
   constructor(
-    path: string,
+    /** The data directory: herald.mdb and segments/ are in it. */
+    readonly dataDir: string,
     private readonly group: GroupId = 0,
     options: { mapSizeBytes?: number; durability?: 'sync' | 'relaxed' } = {},
   ) {
     this.root = open({
-      path: join(path, 'herald.mdb'),
+      path: join(dataDir, 'herald.mdb'),
       maxDbs: 8,
       overlappingSync: false,
       // relaxed: commits reach the OS but are not fsynced; a process crash loses nothing, a power
@@ -127,7 +129,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.meta = this.root.openDB({ name: 'meta', encoding: 'msgpack' });
     this.index = this.root.openDB({ name: 'message-index', encoding: 'binary' });
     this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
-    this.segments = new SegmentFiles(join(path, 'segments'));
+    this.segments = new SegmentFiles(join(dataDir, 'segments'));
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
     for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
     // Segments nothing points into (their last entry went just before a crash) are garbage.
@@ -320,6 +322,7 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.index.removeSync(key);
     };
 
+    const commitStartedMs = performance.now();
     await this.root.transaction(() => {
       if (install) {
         // The leader's snapshot replaces everything this node had.
@@ -378,6 +381,7 @@ export class LmdbStorage implements MessageStore, LogReader {
         else this.segmentLive.putSync(id, n);
       }
     });
+    noteFsync(commitStartedMs);
 
     if (install) {
       this.snapshotMeta = install.meta;

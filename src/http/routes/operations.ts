@@ -1,16 +1,13 @@
 /** Health, readiness, cluster state and metrics. */
 import type { FastifyInstance } from 'fastify';
-import { register, collectDefaultMetrics } from 'prom-client';
+import { register } from 'prom-client';
 import type { AppDeps } from '../app.js';
+import { bindMetrics } from '../../metrics/registry.js';
 import { AddMemberBody, MemberParams, TransferLeadershipBody } from '../schemas.js';
 
-let defaultMetricsStarted = false;
-
-export async function operationsRoutes(app: FastifyInstance, { node }: AppDeps): Promise<void> {
-  if (!defaultMetricsStarted) {
-    collectDefaultMetrics({ prefix: 'herald_' });
-    defaultMetricsStarted = true;
-  }
+export async function operationsRoutes(app: FastifyInstance, { node, push }: AppDeps): Promise<void> {
+  // Node's process metrics and Herald's own (src/metrics/registry.ts), all in prom-client's registry.
+  bindMetrics(node, push);
 
   app.get('/healthz', async () => ({ ok: true }));
 

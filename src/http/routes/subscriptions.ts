@@ -25,6 +25,7 @@ import {
   SubscriptionPatchBody,
 } from '../schemas.js';
 import { expectOk } from './common.js';
+import { countSettled, noteDeliveries } from '../../metrics/registry.js';
 
 type NameReq = { Params: { name: string } };
 
@@ -76,20 +77,21 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
         reply.raw.once('close', () => {
           if (!reply.raw.writableFinished) pull.release(name, ackIds);
         });
+        noteDeliveries('pull', name, 'sent', deliveries.length);
       }
       return { messages: deliveries.map(renderDelivery) };
     },
   );
 
   app.post<NameReq & { Body: AckBody }>(`${prefix}/ack`, { schema: { params: NameParams, body: AckBody } }, async (req) => {
-    const r = expectOk<CountReply>(await node.propose({ type: 'ack', subscription: req.params.name, ackIds: req.body.ackIds }));
+    const r = expectOk<CountReply>(await countSettled('pull', req.params.name, 'acked', node.propose({ type: 'ack', subscription: req.params.name, ackIds: req.body.ackIds })));
     return { acked: r.count, invalid: r.invalid };
   });
 
   app.post<NameReq & { Body: NackBody }>(`${prefix}/nack`, { schema: { params: NameParams, body: NackBody } }, async (req) => {
     const delayMs = req.body.delaySeconds === undefined ? null : req.body.delaySeconds * 1000;
     const r = expectOk<CountReply>(
-      await node.propose({ type: 'nack', subscription: req.params.name, ackIds: req.body.ackIds, delayMs }),
+      await countSettled('pull', req.params.name, 'nacked', node.propose({ type: 'nack', subscription: req.params.name, ackIds: req.body.ackIds, delayMs })),
     );
     return { nacked: r.count, invalid: r.invalid };
   });

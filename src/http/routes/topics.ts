@@ -8,6 +8,7 @@ import { NameParams, PublishBody, TopicConfigBody } from '../schemas.js';
 import { expectOk } from './common.js';
 import type { PublishResult } from '../../core/broker/machine.js';
 import type { HeraldNode } from '../../runtime/herald-node.js';
+import { notePublished } from '../../metrics/registry.js';
 
 type NameReq = { Params: { name: string } };
 
@@ -21,8 +22,10 @@ export function topicInfoOr404(node: HeraldNode, name: string) {
 export async function publish(node: HeraldNode, topic: string, body: PublishBody): Promise<{ results: PublishResult[] }> {
   const config = node.machine.topicConfig(topic);
   if (!config) throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
+  const startedMs = performance.now();
   const messages = publishItems(body, config.maxMessageBytes);
   const reply = expectOk<{ ok: true; results: PublishResult[] }>(await node.propose({ type: 'publish', topic, messages }));
+  notePublished(topic, messages, reply.results, startedMs);
   return { results: reply.results };
 }
 
