@@ -16,6 +16,7 @@ import { renderDelivery } from '../http/render.js';
 import { parseClientFrame } from './ws-frames.js';
 import { wsLimits } from './ws-limits.js';
 import { BatchSizer, closeCodes, drainPollMs, isBackedUp, sendError, sendFrames } from './ws-socket.js';
+import { countSettled, noteDeliveries } from '../metrics/registry.js';
 
 /** How often every session is looked at again: leadership, the subscription's existence, and a wake-up
  * for what the broker does not announce (an HTTP ack freeing room under the pending limit). */
@@ -174,6 +175,7 @@ export class ConsumerSession {
     for (const d of deliveries) this.leases.set(d.ackId, leaseEndsAtMs);
     this.credits -= deliveries.length;
     this.sizer.record(sendFrames(this.socket, frames), frames.length);
+    noteDeliveries('websocket', this.subscription, 'sent', deliveries.length);
   }
 
   /** Leases not yet run out; forgets those that have (their message went back to the backlog). */
@@ -238,7 +240,7 @@ export class ConsumerSession {
         this.badFramesInARow = 0;
         for (const id of frame.ackIds) this.leases.delete(id);
         const delayMs = frame.delaySeconds === undefined ? null : frame.delaySeconds * 1000;
-        this.settle(this.node.propose({ type: 'nack', subscription: this.subscription, ackIds: frame.ackIds, delayMs }));
+        this.settle(countSettled('websocket', this.subscription, 'nacked', this.node.propose({ type: 'nack', subscription: this.subscription, ackIds: frame.ackIds, delayMs })));
         return;
       }
     }
@@ -250,7 +252,7 @@ export class ConsumerSession {
     this.acksToSend = [];
     const done: Promise<void>[] = [];
     for (let i = 0; i < ids.length; i += wsLimits.ackIdsPerFrameMax) {
-      done.push(this.settle(this.node.propose({ type: 'ack', subscription: this.subscription, ackIds: ids.slice(i, i + wsLimits.ackIdsPerFrameMax) })));
+      done.push(this.settle(countSettled('websocket', this.subscription, 'acked', this.node.propose({ type: 'ack', subscription: this.subscription, ackIds: ids.slice(i, i + wsLimits.ackIdsPerFrameMax) }))));
     }
     return Promise.all(done).then(() => {});
   }
