@@ -133,6 +133,7 @@ async function websocketPhase(total: number, credits: number, ackBatch: number):
     await client.ok('PUT', '/v1/subscriptions/s', { topic: 't', startAt: 'earliest' });
     await prefill(client, 't', total);
     const cpu0 = cpuSecondsOf(node.pid);
+    const own0 = process.cpuUsage();
     const t0 = performance.now();
     const ws = new WebSocket(`${node.url.replace('http', 'ws')}/v1/subscriptions/s/ws`);
     let received = 0;
@@ -170,8 +171,9 @@ async function websocketPhase(total: number, credits: number, ackBatch: number):
     await waitFor(async () => (await client.ok('GET', '/v1/subscriptions/s')).backlog === 0, 30_000);
     const sec = (performance.now() - t0) / 1000;
     const cpu = (cpuSecondsOf(node.pid) - cpu0) / sec;
+    const own = process.cpuUsage(own0);
     ws.close();
-    rows.push([`(c) WebSocket, 1 socket, ${credits} credits, acks per ${ackBatch}`, fmtNum(total), fmtNum(total / sec), '', '', '', `${fmtNum(cpu * 100)}%`, '', '']);
+    rows.push([`(c) WebSocket, 1 socket, ${credits} credits, acks per ${ackBatch}`, fmtNum(total), fmtNum(total / sec), '', '', '', `${fmtNum(cpu * 100)}%`, `${fmtNum(((own.user + own.system) / 1e6 / sec) * 100)}%`, '']);
     console.log(`(c) websocket: ${fmtNum(total)} in ${sec.toFixed(2)} s → ${fmtNum(total / sec)}/s`);
   } finally {
     await client.close();

@@ -9,7 +9,7 @@ import type { WebSocket } from 'ws';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { renderMessage } from '../http/render.js';
 import { wsLimits } from './ws-limits.js';
-import { BatchSizer, closeCodes, drainPollMs, isBackedUp, sendError, sendFrames } from './ws-socket.js';
+import { BatchSizer, closeCodes, isBackedUp, sendError, sendFrames, whenDrained } from './ws-socket.js';
 
 /** How often tails look again without being told: a deleted topic announces nothing. */
 const housekeepingMs = 500;
@@ -94,7 +94,7 @@ export class TopicTail {
     this.timer = undefined;
     for (let round = 0; round < pumpRoundsMax; round++) {
       if (isBackedUp(this.socket)) {
-        this.timer = setTimeout(() => this.pump(), drainPollMs);
+        whenDrained(this.socket, () => this.pump());
         return;
       }
       const r = this.node.machine.readTopic(this.topic, this.next, this.sizer.next());

@@ -12,10 +12,10 @@
 import { WebSocket, type RawData } from 'ws';
 import type { Delivery, Reply } from '../core/broker/machine.js';
 import { NotLeaderError, NodeUnavailableError, type HeraldNode } from '../runtime/herald-node.js';
-import { renderDelivery } from '../http/render.js';
+import { renderDelivery, stringifyMessageFrame } from '../http/render.js';
 import { parseClientFrame } from './ws-frames.js';
 import { wsLimits } from './ws-limits.js';
-import { BatchSizer, closeCodes, drainPollMs, isBackedUp, sendError, sendFrames } from './ws-socket.js';
+import { BatchSizer, closeCodes, isBackedUp, sendError, sendFrames, whenDrained } from './ws-socket.js';
 import { countSettled, noteDeliveries } from '../metrics/registry.js';
 
 /** How often every session is looked at again: leadership, the subscription's existence, and a wake-up
@@ -23,8 +23,6 @@ import { countSettled, noteDeliveries } from '../metrics/registry.js';
 const housekeepingMs = 500;
 /** A pull that found nothing although the subscription said it had messages is not retried sooner. */
 const emptyPullRetryMs = 1000;
-/** Pull rounds one pump runs before it yields to other work. */
-const pumpRoundsMax = 64;
 /** Releases and acks at shutdown get this long before the sockets are cut. */
 const shutdownReleaseMs = 2000;
 
@@ -93,8 +91,12 @@ export class ConsumerSession {
   private readonly leases = new Map<string, number>();
   private acksToSend: string[] = [];
   private ackFlushScheduled = false;
-  private pumping = false;
-  private pumpAgain = false;
+  /** Pulls in the log for this socket, and the credits (and lease room) they reserved. */
+  private pulls = 0;
+  private reserved = 0;
+  private waitingForDrain = false;
+  /** When a pull last came back empty although the subscription said it had messages. */
+  private emptyPullAtMs = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private badFramesInARow = 0;
   private closed = false;
@@ -113,65 +115,92 @@ export class ConsumerSession {
     socket.on('error', () => {});
   }
 
-  /** Looks for messages to send now (or arranges to look again when there may be some). */
-  pump(): void {
+  /**
+   * Looks for messages to send now (or arranges to look again when there may be some). Up to
+   * `pullsInFlightMax` pulls go through the log at once, each with its credits and lease room
+   * reserved, so a fast reader is not held to one batch per commit round trip.
+   */
+  pump(afterPull = false): void {
     if (this.closed) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
+    // Anything but a pull's return (a credit, an ack, an `available` effect, a timer) may mean there
+    // is something after all.
+    if (!afterPull) this.emptyPullAtMs = -Infinity;
     this.clearTimer();
-    this.pumpRounds()
-      .catch((error: Error) => this.onProposalError(error))
-      .finally(() => {
-        this.pumping = false;
-        if (this.pumpAgain) {
-          this.pumpAgain = false;
-          this.pump();
-        }
-      });
+    while (this.pulls < wsLimits.pullsInFlightMax) {
+      const plan = this.planPull();
+      if (!plan) return;
+      this.pulls++;
+      this.reserved += plan.max;
+      this.pullOnce(plan)
+        .catch((error: Error) => this.onProposalError(error))
+        .finally(() => {
+          this.pulls--;
+          this.reserved -= plan.max;
+          this.pump(true);
+        });
+    }
   }
 
-  private async pumpRounds(): Promise<void> {
-    for (let round = 0; round < pumpRoundsMax; round++) {
-      if (this.closed) return;
-      const config = this.node.machine.subscriptionConfig(this.subscription);
-      if (!config) {
-        void this.stop(closeCodes.normal, 'SubscriptionNotFound', `subscription ${this.subscription} was deleted`);
-        return;
-      }
-      if (this.credits <= 0) return; // a credit frame pumps again
-      if (isBackedUp(this.socket)) return this.lookAgainIn(drainPollMs);
-      const now = this.node.now();
-      const room = wsLimits.leasesPerSocketMax - this.liveLeases(now);
-      if (room <= 0) return this.lookAgainAt(this.leases.values().next().value ?? now + emptyPullRetryMs);
-      if (!this.node.machine.hasAvailable(this.subscription, now)) return this.waitForMessages(false);
-      const ackDeadlineMs = config.ackDeadlineSeconds * 1000;
-      const max = Math.min(this.credits, room, this.sizer.next());
-      const reply = await this.node.propose({ type: 'pull', subscription: this.subscription, max, ackDeadlineMs });
-      if (!reply.ok) {
-        if (reply.code === 'SubscriptionNotFound') void this.stop(closeCodes.normal, reply.code, reply.message);
-        else {
-          sendError(this.socket, reply.code, reply.message);
-          this.lookAgainIn(emptyPullRetryMs);
-        }
-        return;
-      }
-      const deliveries = (reply as { deliveries: Delivery[] }).deliveries;
-      if (this.closed) {
-        // The client left while the lease was being committed: nobody holds these.
-        this.release(deliveries.map((d) => d.ackId));
-        return;
-      }
-      if (deliveries.length === 0) return this.waitForMessages(true);
-      this.send(deliveries, now + ackDeadlineMs);
+  /** What the next pull may take, or undefined (having arranged to look again) when none should go now. */
+  private planPull(): { max: number; ackDeadlineMs: number } | undefined {
+    const config = this.node.machine.subscriptionConfig(this.subscription);
+    if (!config) {
+      void this.stop(closeCodes.normal, 'SubscriptionNotFound', `subscription ${this.subscription} was deleted`);
+      return undefined;
     }
-    this.pumpAgain = true; // more to do: yield first
+    const credits = this.credits - this.reserved;
+    if (credits <= 0) return undefined; // a credit frame pumps again
+    if (isBackedUp(this.socket)) {
+      if (!this.waitingForDrain) {
+        this.waitingForDrain = true;
+        whenDrained(this.socket, () => {
+          this.waitingForDrain = false;
+          this.pump();
+        });
+      }
+      return undefined;
+    }
+    const now = this.node.now();
+    const room = wsLimits.leasesPerSocketMax - this.liveLeases(now) - this.reserved;
+    if (room <= 0) {
+      if (this.pulls === 0) this.lookAgainAt(this.leases.values().next().value ?? now + emptyPullRetryMs);
+      return undefined;
+    }
+    const emptyLately = now - this.emptyPullAtMs < emptyPullRetryMs;
+    if (emptyLately || !this.node.machine.hasAvailable(this.subscription, now)) {
+      if (this.pulls === 0) this.waitForMessages(emptyLately);
+      return undefined;
+    }
+    return { max: Math.min(credits, room, this.sizer.next()), ackDeadlineMs: config.ackDeadlineSeconds * 1000 };
+  }
+
+  private async pullOnce(plan: { max: number; ackDeadlineMs: number }): Promise<void> {
+    const now = this.node.now();
+    const reply = await this.node.propose({ type: 'pull', subscription: this.subscription, max: plan.max, ackDeadlineMs: plan.ackDeadlineMs });
+    if (!reply.ok) {
+      if (reply.code === 'SubscriptionNotFound') void this.stop(closeCodes.normal, reply.code, reply.message);
+      else {
+        sendError(this.socket, reply.code, reply.message);
+        this.lookAgainIn(emptyPullRetryMs);
+      }
+      return;
+    }
+    const deliveries = (reply as { deliveries: Delivery[] }).deliveries;
+    if (this.closed) {
+      // The client left while the lease was being committed: nobody holds these.
+      this.release(deliveries.map((d) => d.ackId));
+      return;
+    }
+    if (deliveries.length === 0) {
+      // Told there was something but got nothing: do not ask again at once (see waitForMessages).
+      this.emptyPullAtMs = this.node.now();
+      return;
+    }
+    this.send(deliveries, now + plan.ackDeadlineMs);
   }
 
   private send(deliveries: Delivery[], leaseEndsAtMs: number): void {
-    const frames = deliveries.map((d) => JSON.stringify({ type: 'message', ...renderDelivery(d) }));
+    const frames = deliveries.map((d) => stringifyMessageFrame({ type: 'message', ...renderDelivery(d) }));
     for (const d of deliveries) this.leases.set(d.ackId, leaseEndsAtMs);
     this.credits -= deliveries.length;
     this.sizer.record(sendFrames(this.socket, frames), frames.length);

@@ -16,6 +16,8 @@ export const wsLimits = {
   leasesPerSocketMax: 10_000,
   /** Messages one pull on behalf of a socket leases (fewer when messages are large: see BatchSizer). */
   pullBatchMax: 500,
+  /** Pulls one socket may have in the log at once (each with its credits reserved). */
+  pullsInFlightMax: 3,
   /** Messages one read of a topic tail sends. */
   tailBatchMax: 500,
   /** Bytes queued for a socket above which no more is pulled or read for it until it drains. */

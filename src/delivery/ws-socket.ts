@@ -21,8 +21,33 @@ export const closeCodes = {
   serviceRestart: 1012,
 } as const;
 
-/** How often a socket over its send buffer is looked at again (ws has no drain event of its own). */
+/** A socket over its send buffer is looked at again on its TCP socket's 'drain', or after this at the latest. */
 export const drainPollMs = 20;
+
+/**
+ * Calls `fn` once the socket's send buffer has drained: on the underlying TCP socket's 'drain' (ws
+ * has no drain event of its own), with a timer as the fallback. Polling alone would leave a fast
+ * reader idle for most of each interval.
+ */
+export function whenDrained(socket: WebSocket, fn: () => void): void {
+  const raw = (socket as unknown as { _socket?: Socket })._socket;
+  if (!raw || raw.destroyed) {
+    setTimeout(fn, drainPollMs);
+    return;
+  }
+  let called = false;
+  const done = () => {
+    if (called) return;
+    called = true;
+    clearTimeout(timer);
+    raw.off('drain', done);
+    raw.off('close', done);
+    fn();
+  };
+  const timer = setTimeout(done, drainPollMs);
+  raw.once('drain', done);
+  raw.once('close', done);
+}
 
 export function isBackedUp(socket: WebSocket): boolean {
   return socket.bufferedAmount > wsLimits.sendBufferBytesMax;

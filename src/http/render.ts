@@ -1,5 +1,6 @@
 /** How the broker's records look on the wire (API.md's shapes). */
 import type { Delivery, SubscriptionInfo, TopicInfo } from '../core/broker/machine.js';
+import fastJson from 'fast-json-stringify';
 import { messageId } from '../core/broker/types.js';
 
 export function renderTopic(info: TopicInfo) {
@@ -78,3 +79,31 @@ export function renderDelivery(d: Delivery) {
     ackId: d.ackId,
   };
 }
+
+// Compiled serializers for the per-message JSON that push and WebSocket write at high rates (pull
+// gets the same from fastify's response schema).
+const messageProperties = {
+  id: { type: 'string' },
+  seq: { type: 'integer' },
+  data: { type: 'string' },
+  encoding: { type: 'string' },
+  attributes: { type: 'object', additionalProperties: { type: 'string' } },
+  tags: { type: 'array', items: { type: 'string' } },
+  routingKey: { type: ['string', 'null'] },
+  orderingKey: { type: ['string', 'null'] },
+  publishTime: { type: 'string' },
+  deliveryAttempt: { type: 'integer' },
+};
+type Schema = Parameters<typeof fastJson>[0];
+
+/** A push body in the `json` format: pull's message object without `ackId`. */
+export const stringifyPushMessage: (m: ReturnType<typeof renderMessage> & { deliveryAttempt: number }) => string = fastJson({
+  type: 'object',
+  properties: messageProperties,
+} as Schema);
+
+/** A WebSocket `message` frame: pull's message object with `type: "message"`. */
+export const stringifyMessageFrame: (m: ReturnType<typeof renderDelivery> & { type: 'message' }) => string = fastJson({
+  type: 'object',
+  properties: { type: { type: 'string' }, ...messageProperties, ackId: { type: 'string' } },
+} as Schema);

@@ -10,7 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, type WebSocketServer } from 'ws';
 import { wsLimits } from '../delivery/ws-limits.js';
-import { closeCodes, drainPollMs, isBackedUp } from '../delivery/ws-socket.js';
+import { closeCodes, isBackedUp, whenDrained } from '../delivery/ws-socket.js';
 import { refuseUpgrade, writeRawResponse } from './upgrade-response.js';
 
 export interface ProxyContext {
@@ -99,7 +99,7 @@ function forward(from: WebSocket, to: WebSocket): void {
   const resumeWhenDrained = () => {
     if (to.readyState !== WebSocket.OPEN) return;
     if (isBackedUp(to)) {
-      setTimeout(resumeWhenDrained, drainPollMs);
+      whenDrained(to, resumeWhenDrained);
       return;
     }
     waiting = false;
@@ -111,7 +111,7 @@ function forward(from: WebSocket, to: WebSocket): void {
     if (!waiting && isBackedUp(to)) {
       waiting = true;
       from.pause();
-      setTimeout(resumeWhenDrained, drainPollMs);
+      whenDrained(to, resumeWhenDrained);
     }
   });
 }
