@@ -10,7 +10,8 @@
  *   (c) WebSocket: a backlog of --messages drained by one socket that keeps --credits credits out and
  *       acks in batches of --ack-batch.
  *   (d) latency: a 3-node cluster (sync), --rate msg/s published (batches of 10, stamped) to the leader
- *       for --seconds; a push subscription delivers to the receiver, which measures publish→receive.
+ *       for --seconds; a push subscription delivers to the receiver, which measures publish→receive
+ *       (the first second is warm-up and not counted; --show-slow says when the slow ones came).
  * The receiver runs in this process (node:http, keep-alive). Nodes run from the esbuild bundle with
  * --allow-private-webhooks, as `npm start` would.
  */
@@ -37,6 +38,8 @@ const { values: flags } = parseArgs({
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '10' },
     size: { type: 'string', default: '1024' },
+    /** Print the slowest publish→receive samples of (d) with their time into the run. */
+    'show-slow': { type: 'boolean', default: false },
   },
 });
 const phases = new Set(flags.phases!.split(','));
@@ -183,9 +186,16 @@ async function websocketPhase(total: number, credits: number, ackBatch: number):
 
 async function latencyPhase(rate: number, seconds: number): Promise<void> {
   const samples = new Samples();
+  const slow: [number, number][] = [];
+  let started = Infinity;
   const rx = await receiver((body) => {
     const t = stampOf(JSON.parse(body.toString()).data as string);
-    if (t !== undefined) samples.add(performance.now() - t);
+    if (t === undefined) return;
+    const ms = performance.now() - t;
+    // The first second warms up (JIT, connections) and is not counted.
+    if (t < started + 1000) return;
+    samples.add(ms);
+    if (ms > 20) slow.push([Math.round(t - started), Math.round(ms)]);
   });
   const cluster = await BenchCluster.start(3, ['--allow-private-webhooks']);
   try {
@@ -196,6 +206,7 @@ async function latencyPhase(rate: number, seconds: number): Promise<void> {
     const batch = 10;
     const intervalMs = (1000 * batch) / rate;
     const t0 = performance.now();
+    started = t0;
     let sent = 0;
     const inflight: Promise<unknown>[] = [];
     while (performance.now() - t0 < seconds * 1000) {
@@ -210,6 +221,11 @@ async function latencyPhase(rate: number, seconds: number): Promise<void> {
     const [p50, p99] = samples.percentiles(50, 99);
     rows.push([`(d) 3 nodes, ${fmtNum(rate)} msg/s published, push to 1 receiver`, fmtNum(sent), fmtNum(rate), fmtMs(p50!), fmtMs(p99!), fmtMs(samples.max()), '', '', '']);
     console.log(`(d) latency: p50 ${fmtMs(p50!)} ms, p99 ${fmtMs(p99!)} ms over ${samples.count}`);
+    if (flags['show-slow']) {
+      const perSecond = new Map<number, number>();
+      for (const [at] of slow) perSecond.set(Math.floor(at / 1000), (perSecond.get(Math.floor(at / 1000)) ?? 0) + 1);
+      console.log(`(d) samples over 20 ms per second of the run: ${JSON.stringify([...perSecond])}; worst: ${JSON.stringify(slow.sort((a, b) => b[1] - a[1]).slice(0, 10))}`);
+    }
     await client.close();
   } finally {
     await cluster.stop();
