@@ -254,7 +254,6 @@ interface TopicRow {
   bytes: number;
 }
 interface ScrapeState {
-  atMs: number;
   topicRows: Map<string, TopicRow>;
   subscriptionRows: Map<string, SubscriptionRow>;
   /** (subscription, endpoint) → how many of its subscriptions are in each push state. */
@@ -263,8 +262,10 @@ interface ScrapeState {
   subscriptionCount: number;
 }
 
-/** The gauges of one scrape share one pass over the broker state. */
-const scrapeReuseMs = 250;
+/**
+ * The gauges of one scrape share one pass over the broker state: prom-client's Registry asks every
+ * metric for its values in the same tick, and the pass is dropped at the next one.
+ */
 let lastScrape: ScrapeState | undefined;
 const origins = new Map<string, string>();
 
@@ -284,8 +285,7 @@ function originOf(url: string): string {
 
 function scrape(): ScrapeState | undefined {
   if (!bound) return undefined;
-  const now = Date.now();
-  if (lastScrape && now - lastScrape.atMs < scrapeReuseMs) return lastScrape;
+  if (lastScrape) return lastScrape;
   const { node, push } = bound;
   const machine = node.machine;
   // Names deleted since the last scrape give their label value back, and their series go.
@@ -333,7 +333,8 @@ function scrape(): ScrapeState | undefined {
       p.states[push.pushState(name)]++;
     }
   }
-  lastScrape = { atMs: now, topicRows, subscriptionRows, pushStates, topicCount: topicNames.length, subscriptionCount: subscriptionNames.length };
+  lastScrape = { topicRows, subscriptionRows, pushStates, topicCount: topicNames.length, subscriptionCount: subscriptionNames.length };
+  setImmediate(() => (lastScrape = undefined));
   return lastScrape;
 }
 
