@@ -156,15 +156,18 @@ export class RaftLog {
     return out;
   }
 
-  /** Committed, persisted entries not yet handed out for applying. */
-  nextCommitted(bytesMax: number): Entry[] {
-    const hi = Math.min(this.committed, this.stableLastIndex());
+  /**
+   * Committed entries not yet handed out for applying: persisted ones only, unless `allowUnstable`
+   * (a leader whose followers made an entry durable on a majority before its own write finished).
+   */
+  nextCommitted(bytesMax: number, allowUnstable = false): Entry[] {
+    const hi = allowUnstable ? this.committed : Math.min(this.committed, this.stableLastIndex());
     if (hi <= this.applied) return [];
     return this.slice(this.applied + 1, hi + 1, bytesMax);
   }
 
-  hasNextCommitted(): boolean {
-    return Math.min(this.committed, this.stableLastIndex()) > this.applied;
+  hasNextCommitted(allowUnstable = false): boolean {
+    return (allowUnstable ? this.committed : Math.min(this.committed, this.stableLastIndex())) > this.applied;
   }
 
   appliedTo(index: number): void {

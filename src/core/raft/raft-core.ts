@@ -662,14 +662,24 @@ export class RaftCore {
   }
 
   /**
-   * Committed, persisted entries not handed out yet, handed out now (and not in a later ready): the
-   * driver may apply them at once instead of waiting for its write in progress to finish. They are
-   * durable on a majority and in this node's own log, so applying them early is safe.
+   * Committed entries not handed out yet, handed out now (and not in a later ready): the driver may
+   * apply them at once instead of waiting for its write in progress to finish. They are durable on a
+   * majority (on a follower, in its own log too), so applying them early is safe.
    */
   takeCommitted(): Entry[] {
-    const entries = this.log.nextCommitted(this.opts.applyBytesMax);
+    const entries = this.log.nextCommitted(this.opts.applyBytesMax, this.applyUnstable());
     if (entries.length > 0) this.log.appliedTo(entries[entries.length - 1]!.index);
     return entries;
+  }
+
+  /**
+   * A leader applies what a majority of followers holds even while its own write of those entries is
+   * still in flight: a committed entry is durable on a majority whether or not the leader is part of
+   * it, and it can never be truncated, so the client's answer need not wait for the leader's disk
+   * (etcd applies unstable committed entries too). Followers apply only what they have persisted.
+   */
+  private applyUnstable(): boolean {
+    return this.role === 'leader';
   }
 
   // ---- ready / advance ----
@@ -684,7 +694,7 @@ export class RaftCore {
       this.msgs.length > 0 ||
       this.log.unstableEntries().length > 0 ||
       this.log.pendingSnapshot !== undefined ||
-      this.log.hasNextCommitted() ||
+      this.log.hasNextCommitted(this.applyUnstable()) ||
       this.readStates.length > 0 ||
       hs.term !== this.prevHardState.term ||
       hs.vote !== this.prevHardState.vote ||
