@@ -35,6 +35,9 @@ const { values: flags } = parseArgs({
     'messages-per-sub': { type: 'string', default: '2000' },
     credits: { type: 'string', default: '5000' },
     'ack-batch': { type: 'string', default: '500' },
+    sockets: { type: 'string', default: '1' },
+    /** How the WebSocket client reads frames: json (parse each) or ackId (cut the ackId out). */
+    'client-parse': { type: 'string', default: 'json' },
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '10' },
     size: { type: 'string', default: '1024' },
@@ -128,7 +131,59 @@ async function webhookPhase(label: string, subs: number, perSub: number, maxInFl
   }
 }
 
-async function websocketPhase(total: number, credits: number, ackBatch: number): Promise<void> {
+/**
+ * One consumer socket: keeps `credits` out, acks every `ackBatch` messages and tops the credits up.
+ * `parse: 'json'` parses every frame as a client would; `'ackId'` only cuts the ackId out of the frame
+ * text (the client shares the machine's two cores with the server, so a lean client shows more of
+ * what the server can do). Resolves after `quota` messages.
+ */
+function consumeSocket(url: string, quota: number, credits: number, ackBatch: number, parse: 'json' | 'ackId'): Promise<void> {
+  const ws = new WebSocket(url);
+  let received = 0;
+  let pending: string[] = [];
+  let outstanding = 0;
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('websocket phase timed out')), limitMs);
+    ws.on('open', () => {
+      outstanding = credits;
+      ws.send(JSON.stringify({ type: 'credit', n: credits }));
+    });
+    ws.on('message', (raw) => {
+      const text = raw.toString();
+      let ackId: string;
+      if (parse === 'json') {
+        const f = JSON.parse(text);
+        if (f.type !== 'message') return;
+        ackId = f.ackId;
+      } else {
+        if (!text.startsWith('{"type":"message"')) return;
+        const at = text.lastIndexOf('"ackId":"');
+        ackId = text.slice(at + 9, text.indexOf('"', at + 9));
+      }
+      received++;
+      outstanding--;
+      pending.push(ackId);
+      if (pending.length >= ackBatch || received === quota) {
+        const ids = pending;
+        pending = [];
+        ws.send(JSON.stringify({ type: 'ack', ackIds: ids }));
+        const more = Math.min(credits - outstanding, quota - received - outstanding);
+        if (more > 0) {
+          outstanding += more;
+          ws.send(JSON.stringify({ type: 'credit', n: more }));
+        }
+      }
+      if (received === quota) {
+        clearTimeout(timer);
+        ws.close();
+        resolve();
+      }
+    });
+    ws.on('error', reject);
+  });
+}
+
+async function websocketPhase(total: number, credits: number, ackBatch: number, sockets: number, parse: 'json' | 'ackId'): Promise<void> {
   const node = await startNode();
   const client = new Client(node.url, 16);
   try {
@@ -138,46 +193,16 @@ async function websocketPhase(total: number, credits: number, ackBatch: number):
     const cpu0 = cpuSecondsOf(node.pid);
     const own0 = process.cpuUsage();
     const t0 = performance.now();
-    const ws = new WebSocket(`${node.url.replace('http', 'ws')}/v1/subscriptions/s/ws`);
-    let received = 0;
-    let pending: string[] = [];
-    let outstanding = 0;
-    const finished = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('websocket phase timed out')), limitMs);
-      ws.on('open', () => {
-        outstanding = credits;
-        ws.send(JSON.stringify({ type: 'credit', n: credits }));
-      });
-      ws.on('message', (raw) => {
-        const f = JSON.parse(raw.toString());
-        if (f.type !== 'message') return;
-        received++;
-        outstanding--;
-        pending.push(f.ackId);
-        if (pending.length >= ackBatch || received === total) {
-          const ids = pending;
-          pending = [];
-          ws.send(JSON.stringify({ type: 'ack', ackIds: ids }));
-          const more = credits - outstanding;
-          outstanding += more;
-          ws.send(JSON.stringify({ type: 'credit', n: more }));
-        }
-        if (received === total) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      ws.on('error', reject);
-    });
-    await finished;
+    const url = `${node.url.replace('http', 'ws')}/v1/subscriptions/s/ws`;
+    await Promise.all(Array.from({ length: sockets }, () => consumeSocket(url, total / sockets, credits, ackBatch, parse)));
     // Acks are committed once the backlog is 0.
     await waitFor(async () => (await client.ok('GET', '/v1/subscriptions/s')).backlog === 0, 30_000);
     const sec = (performance.now() - t0) / 1000;
     const cpu = (cpuSecondsOf(node.pid) - cpu0) / sec;
     const own = process.cpuUsage(own0);
-    ws.close();
-    rows.push([`(c) WebSocket, 1 socket, ${credits} credits, acks per ${ackBatch}`, fmtNum(total), fmtNum(total / sec), '', '', '', `${fmtNum(cpu * 100)}%`, `${fmtNum(((own.user + own.system) / 1e6 / sec) * 100)}%`, '']);
-    console.log(`(c) websocket: ${fmtNum(total)} in ${sec.toFixed(2)} s → ${fmtNum(total / sec)}/s`);
+    const label = `(c) WebSocket, ${sockets} socket${sockets > 1 ? 's' : ''}, ${credits} credits, acks per ${ackBatch}, client ${parse === 'json' ? 'parses JSON' : 'reads the ackId'}`;
+    rows.push([label, fmtNum(total), fmtNum(total / sec), '', '', '', `${fmtNum(cpu * 100)}%`, `${fmtNum(((own.user + own.system) / 1e6 / sec) * 100)}%`, '']);
+    console.log(`${label}: ${fmtNum(total)} in ${sec.toFixed(2)} s → ${fmtNum(total / sec)}/s`);
   } finally {
     await client.close();
     await node.stop();
@@ -240,7 +265,10 @@ async function main(): Promise<void> {
   const maxInFlight = Number(flags['max-in-flight']);
   if (phases.has('a')) await webhookPhase(`(a) webhooks, 1 subscription, maxInFlight ${maxInFlight}`, 1, Number(flags.messages), maxInFlight);
   if (phases.has('b')) await webhookPhase(`(b) webhooks, ${flags.subs} subscriptions, maxInFlight 64 each`, Number(flags.subs), Number(flags['messages-per-sub']), 64);
-  if (phases.has('c')) await websocketPhase(Number(flags.messages), Number(flags.credits), Number(flags['ack-batch']));
+  if (phases.has('c')) {
+    const parse = flags['client-parse'] === 'ackId' ? 'ackId' : 'json';
+    await websocketPhase(Number(flags.messages), Number(flags.credits), Number(flags['ack-batch']), Number(flags.sockets), parse);
+  }
   if (phases.has('d')) await latencyPhase(Number(flags.rate), Number(flags.seconds));
   console.log(`\n## Herald push — ${started}\n`);
   console.log(`${cpus().length} cores, node ${process.version}, ${size}-byte messages; server ${serverVersion()}; load average at start ${load0}\n`);
