@@ -47,7 +47,7 @@ export const limits = {
   // Push (API.md: both secrets sign for 24 hours after a rotation).
   pushSecretOverlapMs: 24 * 3600 * 1000,
   /** `GET .../attempts?limit=`: at most this many (the latest attempts a leader remembers). */
-  pushAttemptsListMax: 1000,
+  pushAttemptsListMax: 200,
 
   // Memory bounds of the state machine (ours).
   /** Messages a subscription tracks between its ack floor and its cursor: in flight, delayed, nacked

@@ -13,6 +13,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
+import { assert } from '../core/assert.js';
+import { limits } from '../core/limits.js';
 import type { PushFailure } from '../core/broker/commands.js';
 import type { Delivery, Effect } from '../core/broker/machine.js';
 import { messageId, type PushConfig } from '../core/broker/types.js';
@@ -33,8 +35,9 @@ export const pushLimits = {
   leasesInFlightMax: 4,
   /** A push lease outlives the request timeout by this much, so a slow answer is not redelivered early. */
   leaseMarginMs: 2_000,
-  /** Attempts remembered per subscription for `GET .../attempts`. */
-  attemptsKeptMax: 1_000,
+  /** Attempts remembered per subscription for `GET .../attempts` (10,000 push subscriptions × 200
+   * stay in the tens of megabytes). */
+  attemptsKeptMax: 200,
   /** Consecutive failures that open the circuit. */
   circuitFailureThreshold: 5,
   circuitProbeMsMin: 1_000,
@@ -44,6 +47,8 @@ export const pushLimits = {
   /** How often the leader looks for push subscriptions created, changed or removed. */
   syncIntervalMs: 200,
 } as const;
+
+assert(limits.pushAttemptsListMax <= pushLimits.attemptsKeptMax, 'the attempts route lists only what is kept');
 
 export type PushState = 'active' | 'backing-off' | 'paused';
 
@@ -101,6 +106,8 @@ export class PushDispatcher {
         this.pushers.delete(name);
       }
     }
+    // Attempt logs of deleted subscriptions go with them.
+    for (const name of this.attemptLogs.keys()) if (!machine.subscriptionConfig(name)) this.attemptLogs.delete(name);
     if (!leading) return;
     for (const name of machine.subscriptionNames()) {
       const config = machine.subscriptionConfig(name)!;

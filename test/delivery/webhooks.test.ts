@@ -439,7 +439,7 @@ describe('the SSRF guard', () => {
       expect(r.body.error.code).toBe('InvalidRequest');
     }
     expect((await api(h.url, 'PUT', '/v1/subscriptions/bad-push', { topic: 'bad-push', push: { url: 'http://127.0.0.1:9/' } })).status).toBe(201);
-    for (const q of ['limit=0', 'limit=1001', 'limit=abc', 'other=1']) {
+    for (const q of ['limit=0', 'limit=201', 'limit=abc', 'other=1']) {
       const r = await api(h.url, 'GET', `/v1/subscriptions/bad-push/attempts?${q}`);
       expect(r.status, q).toBe(400);
     }
