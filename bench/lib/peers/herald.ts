@@ -1,0 +1,116 @@
+/**
+ * Herald as bench/cluster.ts runs it: 3 nodes from the esbuild bundle (BenchCluster), sync
+ * durability by default (`relaxed` on request), one queue per scenario, all load sent to the leader.
+ *
+ * Load: the publisher POSTs batches of up to 16 messages (one HTTP request = one confirm for the
+ * batch; the scenario keeps 1,000 messages unconfirmed, i.e. about 63 requests in flight); the
+ * consumer runs inflight/500 pullers, each pulling up to 500 (long poll 1 s), then acking them in one
+ * request before the next pull, so at most `inflight` messages are out unacked, as with a prefetch.
+ */
+import { BenchCluster, buildBundle } from '../cluster.js';
+import { Client } from '../http.js';
+import { publishBody, stampOf } from '../load.js';
+import { serverVersion } from '../server.js';
+import { sleep, type Consumer, type OnMessage, type Peer, type Publisher } from './types.js';
+
+/** Pull size per request; pullers = inflight / PULL_MAX. */
+const PULL_MAX = 500;
+
+export class HeraldPeer implements Peer {
+  readonly name: string;
+  private queue = '';
+  private seq = 0;
+  private readonly clients: Client[] = [];
+
+  private constructor(
+    private readonly cluster: BenchCluster,
+    private readonly leaderUrl: string,
+    private readonly control: Client,
+    private readonly durability: 'sync' | 'relaxed',
+    private readonly size: number,
+  ) {
+    this.name = durability === 'sync' ? 'Herald' : 'Herald relaxed';
+  }
+
+  static async start(size: number, durability: 'sync' | 'relaxed', build: boolean): Promise<HeraldPeer> {
+    if (build) buildBundle();
+    const cluster = await BenchCluster.start(3, durability === 'relaxed' ? ['--durability', 'relaxed'] : []);
+    try {
+      const leader = await cluster.waitLeader();
+      const url = cluster.member(leader).url;
+      return new HeraldPeer(cluster, url, new Client(url, 2), durability, size);
+    } catch (e) {
+      await cluster.stop();
+      throw e;
+    }
+  }
+
+  describe(): string {
+    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, HTTP to the leader, publish batches ≤ 16, pull ≤ ${PULL_MAX} + ack`;
+  }
+
+  async reset(): Promise<void> {
+    if (this.queue) await this.control.ok('DELETE', `/v1/queues/${this.queue}`);
+    this.queue = `bench-${++this.seq}`;
+    await this.control.ok('PUT', `/v1/queues/${this.queue}`, {});
+  }
+
+  async publisher(): Promise<Publisher> {
+    // One connection per request we may have in flight (1,000 / 16 → 63), as bench/cluster.ts does.
+    const client = new Client(this.leaderUrl, 64);
+    this.clients.push(client);
+    const path = `/v1/queues/${this.queue}/messages`;
+    const maxBatch = 16;
+    const size = this.size;
+    const fixed = publishBody(maxBatch, size, false);
+    return {
+      maxBatch,
+      async send(count, stamp) {
+        const body = count === maxBatch && !stamp ? fixed : publishBody(count, size, stamp);
+        const r = await client.json('POST', path, body);
+        if (r.status < 200 || r.status >= 300) throw new Error(`publish HTTP ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`);
+        if (!Array.isArray(r.body?.results) || r.body.results.length !== count) throw new Error(`publish: ${count} messages but results ${JSON.stringify(r.body).slice(0, 200)}`);
+      },
+      async close() {
+        await client.close().catch(() => {});
+      },
+    };
+  }
+
+  async consumer(inflight: number, onMessage: OnMessage): Promise<Consumer> {
+    const pullers = Math.max(1, Math.floor(inflight / PULL_MAX));
+    const max = Math.min(PULL_MAX, inflight);
+    const client = new Client(this.leaderUrl, pullers * 2);
+    this.clients.push(client);
+    const sub = `/v1/queues/${this.queue}`;
+    const pullBody = JSON.stringify({ max, waitSeconds: 1 });
+    let stopped = false;
+    const worker = async () => {
+      // Bounded: at most 10 million pulls (far beyond any scenario); `close` ends it within a long poll.
+      for (let i = 0; i < 10_000_000 && !stopped; i++) {
+        const r = await client.json('POST', `${sub}/pull`, pullBody).catch((e: Error) => ({ status: 0, body: e.message }));
+        if (r.status !== 200) {
+          await sleep(50);
+          continue;
+        }
+        const messages: { data: string; ackId: string }[] = r.body.messages;
+        if (messages.length === 0) continue;
+        for (const m of messages) onMessage(stampOf(m.data));
+        await client.json('POST', `${sub}/ack`, JSON.stringify({ ackIds: messages.map((m) => m.ackId) })).catch(() => undefined);
+      }
+    };
+    const loops = Promise.all(Array.from({ length: pullers }, worker));
+    return {
+      async close() {
+        stopped = true;
+        await loops;
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) await c.close().catch(() => {});
+    await this.control.close().catch(() => {});
+    await this.cluster.stop();
+  }
+}
