@@ -5,7 +5,7 @@
  */
 import type { Delivery } from '../core/broker/machine.js';
 import type { PushConfig } from '../core/broker/types.js';
-import { renderMessage, stringifyPushMessage } from '../http/render.js';
+import { pushMessageJson, renderMessage } from '../http/render.js';
 import { signatureHeaders } from './webhook-signature.js';
 
 export interface WebhookRequest {
@@ -46,7 +46,7 @@ export function buildWebhookRequest(
   const headers: Record<string, string> = { ...push.headers };
   let body: Buffer | string;
   if (push.format === 'json') {
-    body = stringifyPushMessage({ ...message, deliveryAttempt: d.attempt });
+    body = pushMessageJson(d);
     headers['content-type'] = 'application/json';
   } else {
     body = bytesOf(d.message.data);

@@ -12,7 +12,7 @@
 import { WebSocket, type RawData } from 'ws';
 import type { Delivery, Reply } from '../core/broker/machine.js';
 import { NotLeaderError, NodeUnavailableError, type HeraldNode } from '../runtime/herald-node.js';
-import { renderDelivery, stringifyMessageFrame } from '../http/render.js';
+import { messageFrameJson } from '../http/render.js';
 import { parseClientFrame } from './ws-frames.js';
 import { wsLimits } from './ws-limits.js';
 import { BatchSizer, closeCodes, isBackedUp, sendError, sendFrames, whenDrained } from './ws-socket.js';
@@ -200,7 +200,7 @@ export class ConsumerSession {
   }
 
   private send(deliveries: Delivery[], leaseEndsAtMs: number): void {
-    const frames = deliveries.map((d) => stringifyMessageFrame({ type: 'message', ...renderDelivery(d) }));
+    const frames = deliveries.map(messageFrameJson);
     for (const d of deliveries) this.leases.set(d.ackId, leaseEndsAtMs);
     this.credits -= deliveries.length;
     this.sizer.record(sendFrames(this.socket, frames), frames.length);
