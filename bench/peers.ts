@@ -116,6 +116,7 @@ for (const key of selectedPeers) {
     continue;
   }
   running = peer;
+  const peerLoad = loadavg()[0]!.toFixed(2);
   try {
     for (let run = 1; run <= runs; run++) {
       for (const s of selectedScenarios) {
@@ -139,7 +140,9 @@ for (const key of selectedPeers) {
       }
     }
   } finally {
-    described.push(peer.describe()); // after the runs: it names what the first reset found
+    // After the runs: it names what the first reset found. The load average says whether something
+    // else on the machine competed for the 2 cores meanwhile.
+    described.push(`${peer.describe()}; load average ${peerLoad} at start, ${loadavg()[0]!.toFixed(2)} at end`);
     console.log(`[peers] stopping ${displayName[key]}`);
     await peer.stop().catch((e) => notes.push(`${displayName[key]} stop: ${(e as Error).message}`));
     running = undefined;
