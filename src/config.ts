@@ -22,6 +22,8 @@ export interface NodeConfig {
   cluster: ClusterConfig | undefined;
   /** Push URLs may point at loopback, private, link-local or metadata addresses. */
   allowPrivateWebhooks: boolean;
+  /** Bearer-token authentication (off only when configured off, or by default on loopback). */
+  auth: { enabled: boolean; adminToken?: string };
   durability: 'sync' | 'relaxed';
 }
 
@@ -42,6 +44,12 @@ function durability(value: string): 'sync' | 'relaxed' {
   return value;
 }
 
+function onOff(v: string): boolean {
+  if (v === 'on' || v === '1' || v === 'true') return true;
+  if (v === 'off' || v === '0' || v === 'false') return false;
+  throw new InvalidArgumentError(`"${v}" is not on or off`);
+}
+
 /** `id@host:raftPort:httpPort`, comma-separated. */
 export function parsePeers(value: string): PeerAddress[] {
   return value.split(',').map((item) => {
@@ -52,6 +60,9 @@ export function parsePeers(value: string): PeerAddress[] {
     return { id, host: m[2]!, raftPort: port(m[3]!), httpPort: port(m[4]!) };
   });
 }
+
+/** A configuration that parses but does not make sense (commander has not printed it). */
+export class ConfigError extends Error {}
 
 export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeConfig {
   const program = new Command('herald')
@@ -72,6 +83,8 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     .option('--join', 'join a running cluster instead of founding one (HERALD_JOIN=1)', env.HERALD_JOIN === '1')
     .option('--durability <mode>', 'sync (fsync before acknowledging) or relaxed (HERALD_DURABILITY)', durability, env.HERALD_DURABILITY ? durability(env.HERALD_DURABILITY) : 'sync')
     .option('--allow-private-webhooks', 'let push URLs point at loopback and private addresses (HERALD_WEBHOOK_ALLOW_PRIVATE=1)', env.HERALD_WEBHOOK_ALLOW_PRIVATE === '1')
+    .option('--auth <mode>', 'on or off: require bearer tokens (HERALD_AUTH; default off on loopback, on otherwise)', onOff, env.HERALD_AUTH ? onOff(env.HERALD_AUTH) : undefined)
+    .option('--admin-token <token>', 'the bootstrap admin token, at least 24 characters (HERALD_ADMIN_TOKEN)', env.HERALD_ADMIN_TOKEN)
     .exitOverride();
   program.parse(argv, { from: 'user' });
   const o = program.opts<{
@@ -86,16 +99,34 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     allowPrivateWebhooks: boolean;
     join: boolean;
     durability: 'sync' | 'relaxed';
+    auth?: boolean;
+    adminToken?: string;
   }>();
+  // Authentication is on unless the node only listens on loopback; on, it needs a way in.
+  const loopback = o.host === '127.0.0.1' || o.host === '::1' || o.host === 'localhost';
+  const authEnabled = o.auth ?? !loopback;
+  if (o.adminToken !== undefined && o.adminToken.length < 24) throw new ConfigError('--admin-token must be at least 24 characters');
+  if (authEnabled && o.adminToken === undefined) {
+    throw new ConfigError('authentication is on: give --admin-token (or HERALD_ADMIN_TOKEN), or --auth off on a trusted network');
+  }
   let cluster: ClusterConfig | undefined;
   if (o.peers || o.nodeId !== undefined) {
-    if (!o.peers || o.nodeId === undefined) throw new InvalidArgumentError('a cluster node needs --node-id and --peers');
+    if (!o.peers || o.nodeId === undefined) throw new ConfigError('a cluster node needs --node-id and --peers');
     const self = o.peers.find((p) => p.id === o.nodeId);
-    if (!self) throw new InvalidArgumentError(`--peers does not list node ${o.nodeId}`);
+    if (!self) throw new ConfigError(`--peers does not list node ${o.nodeId}`);
     if (!o.clusterSecret || o.clusterSecret.length < 16) {
-      throw new InvalidArgumentError('a cluster node needs --cluster-secret (or HERALD_CLUSTER_SECRET) of at least 16 characters');
+      throw new ConfigError('a cluster node needs --cluster-secret (or HERALD_CLUSTER_SECRET) of at least 16 characters');
     }
     cluster = { nodeId: o.nodeId, raftPort: o.raftPort ?? self.raftPort, peers: o.peers, secret: o.clusterSecret, join: o.join };
   }
-  return { host: o.host, port: o.port, dataDir: o.data, snapshotEntries: o.snapshotEntries, cluster, allowPrivateWebhooks: o.allowPrivateWebhooks, durability: o.durability };
+  return {
+    host: o.host,
+    port: o.port,
+    dataDir: o.data,
+    snapshotEntries: o.snapshotEntries,
+    cluster,
+    allowPrivateWebhooks: o.allowPrivateWebhooks,
+    durability: o.durability,
+    auth: { enabled: authEnabled, ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}) },
+  };
 }

@@ -1,5 +1,5 @@
 /** `npm start`: one node on the configured port and data directory. */
-import { parseNodeConfig } from './config.js';
+import { ConfigError, parseNodeConfig } from './config.js';
 import { startServer } from './server.js';
 
 async function main(): Promise<void> {
@@ -7,6 +7,8 @@ async function main(): Promise<void> {
   try {
     config = parseNodeConfig(process.argv.slice(2), process.env);
   } catch (error) {
+    // Commander has printed its own errors; ours it has not.
+    if (error instanceof ConfigError) console.error(`herald: ${error.message}`);
     const code = (error as { exitCode?: number }).exitCode;
     process.exit(code ?? 2);
   }

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { HeraldNode } from './runtime/herald-node.js';
 import { PullService } from './delivery/pull-waiters.js';
 import { PushDispatcher } from './delivery/push-dispatcher.js';
+import { Authenticator } from './http/auth.js';
 import { buildApp } from './http/app.js';
 import { PeerTransport, type PeerAddress } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
@@ -77,7 +78,11 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   await node.caughtUp();
   const pull = new PullService(node);
   const push = new PushDispatcher(node, { allowPrivate: config.allowPrivateWebhooks });
-  const app = buildApp({ node, pull, push, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
+  const auth = new Authenticator(config.auth, node);
+  if (!auth.enabled) {
+    console.error(`herald: authentication is OFF: every client may do everything. On a shared network use --auth on --admin-token <token> (HERALD_AUTH=on, HERALD_ADMIN_TOKEN).`);
+  }
+  const app = buildApp({ node, pull, push, auth, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

@@ -63,6 +63,8 @@ export const limits = {
   /** Messages deleted by one retention step per topic, so one step stays short. */
   retentionDeleteBatchMax: 5_000,
   topicsMax: 10_000,
+  /** API tokens in the replicated state. */
+  tokensMax: 10_000,
   subscriptionsMax: 10_000,
 
   // The log and its batching (ours).

@@ -14,12 +14,16 @@ import { topicRoutes } from './routes/topics.js';
 import { subscriptionRoutes } from './routes/subscriptions.js';
 import { queueRoutes } from './routes/queues.js';
 import { operationsRoutes } from './routes/operations.js';
+import { tokenRoutes } from './routes/tokens.js';
+import { checkRequest, type Authenticator } from './auth.js';
 import { attachWebSockets } from './websocket.js';
 import { instrumentHttp } from '../metrics/registry.js';
 
 export interface AppDeps {
   node: HeraldNode;
   pull: PullService;
+  /** Bearer tokens and scopes (absent: no authentication). */
+  auth?: Authenticator;
   /** Webhook push (absent in tests that build the app alone). */
   push?: PushDispatcher;
   /** Whether push URLs may point at loopback, private, link-local or metadata addresses. */
@@ -59,11 +63,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
   });
 
+  // Authentication, where the request is served: the leader, or a follower for what it answers itself
+  // (its own cluster view); what a follower forwards, the leader checks.
+  app.addHook('onRequest', async (request) => {
+    if (!deps.auth?.enabled) return;
+    if (deps.node.isLeader || !request.url.startsWith('/v1/') || isOwnClusterView(request.method, request.url)) checkRequest(deps.auth, request);
+  });
+
   // Followers pass API calls to the leader; a call forwarded once is never forwarded again (no loops).
   app.addHook('onRequest', async (request, reply) => {
     if (deps.node.isLeader || !request.url.startsWith('/v1/')) return;
     // This node's own view of the group is answered here; membership changes go to the leader.
-    if (request.method === 'GET' && (request.url === '/v1/cluster' || request.url.startsWith('/v1/cluster?'))) return;
+    if (isOwnClusterView(request.method, request.url)) return;
     const leader = deps.node.leaderId;
     const target = leader && request.headers['x-herald-forwarded'] === undefined ? deps.leaderUrl?.(leader) : undefined;
     if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
@@ -104,9 +115,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(subscriptionRoutes, deps);
   app.register(queueRoutes, deps);
   app.register(operationsRoutes, deps);
+  app.register(tokenRoutes, deps);
   // WebSocket upgrades bypass fastify's routing and hooks; websocket.ts handles them on the server.
-  attachWebSockets(app, { node: deps.node, leaderUrl: deps.leaderUrl, pingIntervalMs: deps.wsPingIntervalMs });
+  attachWebSockets(app, { node: deps.node, leaderUrl: deps.leaderUrl, pingIntervalMs: deps.wsPingIntervalMs, ...(deps.auth ? { auth: deps.auth } : {}) });
   return app;
+}
+
+function isOwnClusterView(method: string, url: string): boolean {
+  return method === 'GET' && (url === '/v1/cluster' || url.startsWith('/v1/cluster?'));
 }
 
 function toContractError(error: FastifyError | HeraldError | Error): {

@@ -174,6 +174,17 @@ export type SeekBody = Static<typeof SeekBody>;
 export const RedriveBody = Type.Object({ max: Opt(Int(1, limits.redriveMessagesMax)) }, strict);
 export type RedriveBody = Static<typeof RedriveBody>;
 
+export const CreateTokenBody = Type.Object(
+  {
+    name: Opt(Type.String({ maxLength: 128 })),
+    scopes: Type.Array(Type.String({ pattern: '^(admin|(publish|consume|tail):[A-Za-z0-9._*-]{1,128})$' }), { minItems: 1, maxItems: 32 }),
+  },
+  strict,
+);
+export type CreateTokenBody = Static<typeof CreateTokenBody>;
+
+export const TokenParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{16}$' }) }, strict);
+
 export const AttemptsQuery = Type.Object({ limit: Opt(Type.String({ pattern: '^[0-9]{1,4}$' })) }, strict);
 
 export const ListSubscriptionsQuery = Type.Object({ topic: Opt(Name) }, strict);

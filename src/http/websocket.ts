@@ -23,6 +23,7 @@ import { refuseUpgrade } from './upgrade-response.js';
 import { Heartbeat } from './ws-heartbeat.js';
 import { forwardedHeader, proxyUpgrade } from './ws-proxy.js';
 import { noteWebSocket } from '../metrics/registry.js';
+import { checkUpgrade, type Authenticator } from './auth.js';
 
 export interface WebSocketDeps {
   node: HeraldNode;
@@ -30,6 +31,8 @@ export interface WebSocketDeps {
   leaderUrl?: (id: number) => string | undefined;
   /** Server ping interval (default wsLimits.pingIntervalMsDefault). */
   pingIntervalMs?: number;
+  /** Bearer tokens: a consumer socket needs `consume` on its subscription, a tail `tail` on its topic. */
+  auth?: Authenticator;
 }
 
 const wsRoute = /^\/v1\/(subscriptions|queues|topics)\/([^/?]+)\/ws$/;
@@ -86,13 +89,19 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     if (!m) throw new HeraldError('NotFound', `no WebSocket route ${path}`);
     checkHandshake(req);
     const name = decodeName(m[2]!);
-    if (m[1] === 'topics') return openTail(req, socket, head, name, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
+    if (m[1] === 'topics') {
+      // Tails are served here, whatever this node's role: checked here.
+      if (deps.auth?.enabled) checkUpgrade(deps.auth, req, 'tail', name);
+      return openTail(req, socket, head, name, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
+    }
     if (!node.isLeader) {
       const leader = node.leaderId;
       const target = leader && req.headers[forwardedHeader] === undefined ? deps.leaderUrl?.(leader) : undefined;
       if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
       return proxyUpgrade(proxyContext, req, socket, head, target);
     }
+    // The leader checks consumer sockets (a follower passes the Authorization header on).
+    if (deps.auth?.enabled) checkUpgrade(deps.auth, req, 'consume', name);
     if (!node.machine.subscriptionConfig(name)) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
     wss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);

@@ -27,7 +27,8 @@ export const forwardedHeader = 'x-herald-forwarded';
 export function proxyUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: Duplex, head: Buffer, leaderBase: string): void {
   const target = leaderBase.replace(/^http/, 'ws') + (req.url ?? '/');
   const upstream = new WebSocket(target, {
-    headers: { [forwardedHeader]: '1' },
+    // The leader checks the client's token.
+    headers: { [forwardedHeader]: '1', ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}) },
     handshakeTimeout: wsLimits.proxyHandshakeMs,
     perMessageDeflate: false,
   });

@@ -156,6 +156,8 @@ export class TestCluster {
   extraArgs: string[] = [];
   /** Environment every node gets. */
   env: Record<string, string> = {};
+  /** A bearer token for the cluster's own checks (leader()), when the nodes run with --auth on. */
+  authToken: string | undefined;
   constructor(readonly specs: ClusterNodeSpec[]) {}
 
   static async create(size: number): Promise<TestCluster> {
@@ -204,7 +206,8 @@ export class TestCluster {
       const views = await Promise.all(
         [...this.nodes.keys()].map(async (id) => {
           try {
-            return (await api(this.url(id), 'GET', '/v1/cluster')).body.leaderId as string | null;
+            const headers: Record<string, string> = this.authToken ? { authorization: `Bearer ${this.authToken}` } : {};
+            return (await api(this.url(id), 'GET', '/v1/cluster', undefined, { headers })).body.leaderId as string | null;
           } catch {
             return null;
           }

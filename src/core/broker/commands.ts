@@ -2,6 +2,7 @@
  * Commands: everything that changes the broker goes through the log as one of these. The leader
  * stamps `nowMs` on each, so every replica computes the same state (TigerBeetle's injected time).
  */
+import type { TokenRecord } from './tokens.js';
 import type { Encoding, FilterConfig, PushConfig, RetryPolicy, DeadLetterConfig, SubscriptionConfig, TopicConfig } from './types.js';
 
 export interface PublishItem {
@@ -49,6 +50,9 @@ export type Command =
    * largest backoff) or the policy's next backoff, or is dead-lettered when its retries are spent.
    */
   | { type: 'push-failed'; subscription: string; failures: PushFailure[] }
+  /** API tokens: the edge draws the id and secret and sends only the secret's hash. */
+  | { type: 'create-token'; token: TokenRecord }
+  | { type: 'revoke-token'; id: string }
   /** One bounded step of retention; the leader proposes it when something is due. */
   | { type: 'expire' };
 

@@ -9,6 +9,7 @@ import { limits } from '../limits.js';
 import { hash01, resolveRetryPolicy, retryDelayMs } from './backoff.js';
 import type { Command, PublishItem, PushFailure, StampedCommand, SubscriptionPatch } from './commands.js';
 import { SubscriptionState, type PendingRecord, type SubscriptionSnapshot } from './subscription.js';
+import type { TokenRecord } from './tokens.js';
 import { messageId, type MessageStore, type StoredMessage, type SubscriptionConfig, type TopicConfig } from './types.js';
 
 export type BrokerErrorCode =
@@ -17,6 +18,7 @@ export type BrokerErrorCode =
   | 'SubscriptionNotFound'
   | 'AlreadyExists'
   | 'PayloadTooLarge'
+  | 'NotFound'
   | 'Unavailable';
 
 /** An expected refusal: a value, not a throw. The edge maps `code` to the HTTP status. */
@@ -85,6 +87,7 @@ export interface BrokerSnapshot {
     dedup: [string, number, number][];
   }[];
   subscriptions: (SubscriptionSnapshot & { topicName: string })[];
+  tokens?: TokenRecord[];
 }
 
 export interface TopicInfo {
@@ -116,6 +119,7 @@ const OK = { ok: true } as const;
 export class BrokerMachine {
   private readonly topics = new Map<string, TopicState>();
   private readonly subs = new Map<string, SubscriptionState>();
+  private readonly tokens = new Map<string, TokenRecord>();
   private effects: Effect[] = [];
 
   constructor(private readonly store: MessageStore) {}
@@ -202,6 +206,14 @@ export class BrokerMachine {
         return this.redrive(c.subscription, c.max, nowMs);
       case 'expire':
         this.expire(nowMs);
+        return OK;
+      case 'create-token':
+        if (this.tokens.has(c.token.id)) return refuse('AlreadyExists', `token ${c.token.id} exists`);
+        if (this.tokens.size >= limits.tokensMax) return refuse('InvalidRequest', `at most ${limits.tokensMax} tokens`);
+        this.tokens.set(c.token.id, { ...c.token, createdAtMs: nowMs });
+        return { ok: true, created: true };
+      case 'revoke-token':
+        if (!this.tokens.delete(c.id)) return refuse('NotFound', `token ${c.id} not found`);
         return OK;
     }
   }
@@ -697,6 +709,14 @@ export class BrokerMachine {
     return t ? this.seqAtTime(t, timeMs) : undefined;
   }
 
+  token(id: string): TokenRecord | undefined {
+    return this.tokens.get(id);
+  }
+
+  tokenList(): TokenRecord[] {
+    return [...this.tokens.values()].sort((a, b) => a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : 1));
+  }
+
   topicConfig(name: string): TopicConfig | undefined {
     return this.topics.get(name)?.config;
   }
@@ -785,6 +805,7 @@ export class BrokerMachine {
         dedup: [...t.dedup.entries()].map(([id, e]) => [id, e.seq, e.expiresAtMs] as [string, number, number]),
       })),
       subscriptions: [...this.subs.values()].map((s) => ({ ...s.snapshot(), topicName: s.config.topic })),
+      ...(this.tokens.size > 0 ? { tokens: [...this.tokens.values()].map((t) => ({ ...t, scopes: [...t.scopes] })) } : {}),
     };
   }
 
@@ -792,6 +813,8 @@ export class BrokerMachine {
     assert(snapshot.version === 1, `unknown broker snapshot version ${snapshot.version}`);
     this.topics.clear();
     this.subs.clear();
+    this.tokens.clear();
+    for (const t of snapshot.tokens ?? []) this.tokens.set(t.id, { ...t, scopes: [...t.scopes] });
     for (const t of snapshot.topics) {
       this.topics.set(t.name, {
         id: t.id,

@@ -1,0 +1,162 @@
+// Goal: with authentication on, every API route and WebSocket needs a bearer token with the right
+// scope: no token or a bad one is 401 Unauthenticated, a token without the scope 403 Forbidden; tokens
+// are created (shown once) and revoked by admins, stored hashed, and survive a restart. Health,
+// readiness and metrics stay open. Also: the node refuses to start with auth on and no admin token,
+// and auth defaults to off on loopback with a warning line.
+// Method: real node processes; every refusal is its own assertion.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { api, removeDataDir, startHerald, type HeraldProcess } from '../helpers/herald-process.js';
+import { WsClient, type Refusal } from '../helpers/ws-client.js';
+
+const ADMIN = 'admin-token-for-tests-0123456789';
+let h: HeraldProcess;
+beforeAll(async () => {
+  h = await startHerald({ args: ['--auth', 'on', '--admin-token', ADMIN] });
+});
+afterAll(async () => {
+  await h.stop();
+  removeDataDir(h.dataDir);
+});
+
+const as = (token: string | undefined) => (method: string, path: string, body?: unknown) =>
+  api(h.url, method, path, body, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+const admin = as(ADMIN);
+
+async function token(scopes: string[], name = 'test'): Promise<string> {
+  const r = await admin('POST', '/v1/tokens', { name, scopes });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  expect(r.body.token).toMatch(/^hrd_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+  return r.body.token;
+}
+
+function expectRefused(r: { status: number; body: any }, status: 401 | 403): void {
+  expect(r.status, JSON.stringify(r.body)).toBe(status);
+  expect(r.body.error.code).toBe(status === 401 ? 'Unauthenticated' : 'Forbidden');
+}
+
+describe('authentication on', () => {
+  beforeAll(async () => {
+    for (const t of ['orders-eu', 'orders-us', 'audit']) expect((await admin('PUT', `/v1/topics/${t}`, {})).status).toBe(201);
+    for (const [s, t] of [['billing', 'orders-eu'], ['shipping', 'orders-us']]) {
+      expect((await admin('PUT', `/v1/subscriptions/${s}`, { topic: t, startAt: 'earliest' })).status).toBe(201);
+    }
+  });
+
+  test('no token, a malformed header, an unknown or mistyped token: 401 on every kind of route', async () => {
+    const good = await token(['admin']);
+    const mistyped = good.slice(0, -1) + (good.endsWith('A') ? 'B' : 'A');
+    for (const client of [as(undefined), as('nope'), as(`hrd_${'0'.repeat(16)}_${'x'.repeat(43)}`), as(mistyped)]) {
+      expectRefused(await client('GET', '/v1/topics'), 401);
+      expectRefused(await client('POST', '/v1/topics/orders-eu/messages', { messages: [{ data: 'x' }] }), 401);
+      expectRefused(await client('POST', '/v1/subscriptions/billing/pull', {}), 401);
+      expectRefused(await client('GET', '/v1/cluster'), 401);
+      expectRefused(await client('GET', '/v1/no-such-route'), 401);
+    }
+    const basic = await api(h.url, 'GET', '/v1/topics', undefined, { headers: { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` } });
+    expectRefused(basic, 401);
+  });
+
+  test('health, readiness and metrics are open', async () => {
+    expect((await api(h.url, 'GET', '/healthz')).status).toBe(200);
+    expect((await api(h.url, 'GET', '/readyz')).status).toBe(200);
+    expect((await api(h.url, 'GET', '/metrics')).status).toBe(200);
+  });
+
+  test('a publish token publishes to the topics its pattern names, and nothing else', async () => {
+    const t = as(await token(['publish:orders-*']));
+    const ok = await t('POST', '/v1/topics/orders-eu/messages', { messages: [{ data: 'a' }] });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect((await t('POST', '/v1/topics/orders-us/messages', { messages: [{ data: 'b' }] })).status).toBe(200);
+    expect((await t('GET', '/v1/topics/orders-eu')).status).toBe(200);
+    expectRefused(await t('POST', '/v1/topics/audit/messages', { messages: [{ data: 'c' }] }), 403);
+    expectRefused(await t('PUT', '/v1/topics/orders-new', {}), 403);
+    expectRefused(await t('DELETE', '/v1/topics/orders-eu'), 403);
+    expectRefused(await t('POST', '/v1/subscriptions/billing/pull', {}), 403);
+    expectRefused(await t('GET', '/v1/topics'), 403);
+    expectRefused(await t('POST', '/v1/tokens', { scopes: ['admin'] }), 403);
+  });
+
+  test('a consume token pulls, acks and nacks its subscription only, and cannot publish or seek', async () => {
+    await admin('POST', '/v1/topics/orders-eu/messages', { messages: [{ data: 'for billing' }] });
+    const t = as(await token(['consume:billing']));
+    const pulled = await t('POST', '/v1/subscriptions/billing/pull', { max: 10 });
+    expect(pulled.status, JSON.stringify(pulled.body)).toBe(200);
+    expect(pulled.body.messages.length).toBeGreaterThan(0);
+    const ack = await t('POST', '/v1/subscriptions/billing/ack', { ackIds: pulled.body.messages.map((m: any) => m.ackId) });
+    expect(ack.status).toBe(200);
+    expect((await t('GET', '/v1/subscriptions/billing')).status).toBe(200);
+    expectRefused(await t('POST', '/v1/subscriptions/shipping/pull', {}), 403);
+    expectRefused(await t('POST', '/v1/topics/orders-eu/messages', { messages: [{ data: 'x' }] }), 403);
+    expectRefused(await t('POST', '/v1/subscriptions/billing/seek', { seq: 1 }), 403);
+    expectRefused(await t('PATCH', '/v1/subscriptions/billing', { ackDeadlineSeconds: 5 }), 403);
+  });
+
+  test('tokens are listed without secrets, and a revoked token is refused at once', async () => {
+    const secret = await token(['publish:audit'], 'to-revoke');
+    const t = as(secret);
+    expect((await t('POST', '/v1/topics/audit/messages', { messages: [{ data: 'x' }] })).status).toBe(200);
+    const list = await admin('GET', '/v1/tokens');
+    expect(list.status).toBe(200);
+    const entry = list.body.tokens.find((x: any) => x.name === 'to-revoke');
+    expect(entry).toMatchObject({ scopes: ['publish:audit'] });
+    expect(JSON.stringify(list.body)).not.toContain(secret.split('_')[2]);
+    expect((await admin('DELETE', `/v1/tokens/${entry.id}`)).status).toBe(200);
+    expectRefused(await t('POST', '/v1/topics/audit/messages', { messages: [{ data: 'x' }] }), 401);
+    expect((await admin('DELETE', `/v1/tokens/${entry.id}`)).status).toBe(404);
+  });
+
+  test('bad token requests are 400s', async () => {
+    for (const body of [{}, { scopes: [] }, { scopes: ['root'] }, { scopes: ['publish:'] }, { scopes: ['publish:a b'] }, { scopes: ['admin'], extra: 1 }]) {
+      const r = await admin('POST', '/v1/tokens', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.code).toBe('InvalidRequest');
+    }
+    expect((await admin('DELETE', '/v1/tokens/not-an-id')).status).toBe(400);
+  });
+
+  test('WebSocket consumers need consume on the subscription, tails need tail on the topic', async () => {
+    const refused = async (path: string, tokenValue?: string): Promise<Refusal> => {
+      try {
+        const c = await WsClient.open(h.url, path, tokenValue ? { headers: { authorization: `Bearer ${tokenValue}` } } : {});
+        c.ws.terminate();
+        throw new Error(`${path} was accepted`);
+      } catch (e) {
+        const r = (e as { refusal?: Refusal }).refusal;
+        if (!r) throw e;
+        return r;
+      }
+    };
+    expect((await refused('/v1/subscriptions/billing/ws')).status).toBe(401);
+    const publisher = await token(['publish:*']);
+    expect((await refused('/v1/subscriptions/billing/ws', publisher)).status).toBe(403);
+    expect((await refused('/v1/topics/audit/ws', publisher)).status).toBe(403);
+    const consumer = await token(['consume:billing', 'tail:audit']);
+    const c = await WsClient.open(h.url, '/v1/subscriptions/billing/ws', { headers: { authorization: `Bearer ${consumer}` } });
+    c.ws.close();
+    const tail = await WsClient.open(h.url, '/v1/topics/audit/ws?from=1', { headers: { authorization: `Bearer ${consumer}` } });
+    tail.ws.close();
+  });
+
+  test('tokens survive a restart (they are in the replicated state, hashed)', async () => {
+    const secret = await token(['publish:audit'], 'durable');
+    await h.stop();
+    h = await startHerald({ dataDir: h.dataDir, args: ['--auth', 'on', '--admin-token', ADMIN] });
+    expect((await as(secret)('POST', '/v1/topics/audit/messages', { messages: [{ data: 'after restart' }] })).status).toBe(200);
+    expectRefused(await as(undefined)('GET', '/v1/topics'), 401);
+  });
+});
+
+describe('configuration', () => {
+  test('auth on without an admin token does not start; loopback defaults to off with a warning', async () => {
+    await expect(startHerald({ args: ['--auth', 'on'] })).rejects.toThrow(/admin-token/);
+    await expect(startHerald({ args: ['--auth', 'on', '--admin-token', 'short'] })).rejects.toThrow(/at least 24/);
+    const open = await startHerald();
+    try {
+      expect(open.output()).toMatch(/authentication is OFF/);
+      expect((await api(open.url, 'GET', '/v1/topics')).status).toBe(200);
+    } finally {
+      await open.stop();
+      removeDataDir(open.dataDir);
+    }
+  });
+});
