@@ -21,6 +21,7 @@
  *   --drain-seconds N  time limit to publish and to drain the backlog of (b) (default 120)
  *   --rate N           msg/s published in (d) (default 1000)
  *   --size N           message bytes (default 1024)
+ *   --herald-consumer K  pull (HTTP pull + ack, default) or ws (WebSocket with credits = --inflight)
  */
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -44,6 +45,7 @@ const { values: flags } = parseArgs({
     'drain-seconds': { type: 'string' },
     rate: { type: 'string' },
     size: { type: 'string' },
+    'herald-consumer': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -77,9 +79,11 @@ const cfg: ScenarioConfig = {
   rate: opt('rate', 1000),
 };
 
+const heraldConsumer = (flags['herald-consumer'] as string | undefined) ?? process.env.BENCH_HERALD_CONSUMER ?? 'pull';
+if (heraldConsumer !== 'pull' && heraldConsumer !== 'ws') throw new Error(`--herald-consumer is pull or ws, not ${heraldConsumer}`);
 const starters: Record<PeerKey, () => Promise<Peer>> = {
-  herald: () => HeraldPeer.start(size, 'sync', true),
-  'herald-relaxed': () => HeraldPeer.start(size, 'relaxed', !selectedPeers.includes('herald')),
+  herald: () => HeraldPeer.start(size, 'sync', heraldConsumer, true),
+  'herald-relaxed': () => HeraldPeer.start(size, 'relaxed', heraldConsumer, !selectedPeers.includes('herald')),
   rabbitmq: () => RabbitPeer.start(size),
   nats: () => NatsPeer.start(size),
 };

@@ -6,7 +6,9 @@
  * batch; the scenario keeps 1,000 messages unconfirmed, i.e. about 63 requests in flight); the
  * consumer runs inflight/500 pullers, each pulling up to 500 (long poll 1 s), then acking them in one
  * request before the next pull, so at most `inflight` messages are out unacked, as with a prefetch.
+ * With --herald-consumer ws, a WebSocket consumer with `inflight` credits instead (wsConsumer).
  */
+import WebSocket from 'ws';
 import { BenchCluster, buildBundle } from '../cluster.js';
 import { Client } from '../http.js';
 import { publishBody, stampOf } from '../load.js';
@@ -28,17 +30,18 @@ export class HeraldPeer implements Peer {
     private readonly control: Client,
     private readonly durability: 'sync' | 'relaxed',
     private readonly size: number,
+    private readonly consumerKind: 'pull' | 'ws',
   ) {
-    this.name = durability === 'sync' ? 'Herald' : 'Herald relaxed';
+    this.name = `Herald${durability === 'sync' ? '' : ' relaxed'}${consumerKind === 'ws' ? ' (WebSocket consumer)' : ''}`;
   }
 
-  static async start(size: number, durability: 'sync' | 'relaxed', build: boolean): Promise<HeraldPeer> {
+  static async start(size: number, durability: 'sync' | 'relaxed', consumerKind: 'pull' | 'ws', build: boolean): Promise<HeraldPeer> {
     if (build) buildBundle();
     const cluster = await BenchCluster.start(3, durability === 'relaxed' ? ['--durability', 'relaxed'] : []);
     try {
       const leader = await cluster.waitLeader();
       const url = cluster.member(leader).url;
-      return new HeraldPeer(cluster, url, new Client(url, 2), durability, size);
+      return new HeraldPeer(cluster, url, new Client(url, 2), durability, size, consumerKind);
     } catch (e) {
       await cluster.stop();
       throw e;
@@ -46,7 +49,7 @@ export class HeraldPeer implements Peer {
   }
 
   describe(): string {
-    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, HTTP to the leader, publish batches ≤ 16, pull ≤ ${PULL_MAX} + ack`;
+    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, HTTP to the leader, publish batches ≤ 16, ${this.consumerKind === 'ws' ? 'WebSocket consumer (credits, acks per I/O turn)' : `pull ≤ ${PULL_MAX} + ack`}`;
   }
 
   async reset(): Promise<void> {
@@ -78,6 +81,55 @@ export class HeraldPeer implements Peer {
   }
 
   async consumer(inflight: number, onMessage: OnMessage): Promise<Consumer> {
+    return this.consumerKind === 'ws' ? this.wsConsumer(inflight, onMessage) : this.pullConsumer(inflight, onMessage);
+  }
+
+  /**
+   * The WebSocket consumer (`/v1/queues/{q}/ws`): `inflight` credits up front, like a prefetch; every
+   * I/O turn acks what arrived in it (≤ 1000 ids per frame) and gives the same number of credits back,
+   * so delivered-but-unacked plus credited stays at `inflight`.
+   */
+  private async wsConsumer(inflight: number, onMessage: OnMessage): Promise<Consumer> {
+    const ws = new WebSocket(`${this.leaderUrl.replace(/^http/, 'ws')}/v1/queues/${this.queue}/ws`, { handshakeTimeout: 10_000 });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    let pending: string[] = [];
+    let scheduled = false;
+    const flush = () => {
+      scheduled = false;
+      if (ws.readyState !== WebSocket.OPEN) return;
+      for (let i = 0; i < pending.length; i += 1000) {
+        const ids = pending.slice(i, i + 1000);
+        ws.send(JSON.stringify({ type: 'ack', ackIds: ids }));
+        ws.send(JSON.stringify({ type: 'credit', n: ids.length }));
+      }
+      pending = [];
+    };
+    ws.on('message', (raw) => {
+      const f = JSON.parse(raw.toString()) as { type: string; data?: string; ackId?: string };
+      if (f.type !== 'message') return;
+      onMessage(stampOf(f.data!));
+      pending.push(f.ackId!);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
+    ws.send(JSON.stringify({ type: 'credit', n: inflight }));
+    return {
+      async close() {
+        flush();
+        const closed = new Promise<void>((r) => ws.once('close', () => r()));
+        ws.close(1000);
+        await Promise.race([closed, sleep(5000)]);
+      },
+    };
+  }
+
+  /** The pull consumer (see the top of the file). */
+  private async pullConsumer(inflight: number, onMessage: OnMessage): Promise<Consumer> {
     const pullers = Math.max(1, Math.floor(inflight / PULL_MAX));
     const max = Math.min(PULL_MAX, inflight);
     const client = new Client(this.leaderUrl, pullers * 2);
