@@ -9,6 +9,7 @@ import { HeraldError } from '../http/errors.js';
 
 export class PullService {
   private readonly waiting = new Map<string, Set<() => void>>();
+  private closing = false;
 
   constructor(private readonly node: HeraldNode) {
     node.onEffects((effects) => this.onEffects(effects));
@@ -29,7 +30,7 @@ export class PullService {
     const deadline = this.node.now() + waitMs;
     for (;;) {
       const now = this.node.now();
-      if (isGone()) return [];
+      if (isGone() || this.closing) return [];
       if (this.node.machine.subscriptionConfig(subscription) === undefined) {
         throw new HeraldError('SubscriptionNotFound', `subscription ${subscription} not found`);
       }
@@ -43,6 +44,13 @@ export class PullService {
       if (now >= deadline) return [];
       await this.wait(subscription, deadline);
     }
+  }
+
+  /** A planned stop: every long poll answers now (empty), and none waits again. */
+  shutdown(): void {
+    this.closing = true;
+    for (const set of this.waiting.values()) for (const wake of set) wake();
+    this.waiting.clear();
   }
 
   /** Gives leased messages back at once (their client went away before it got them). Best effort. */

@@ -137,6 +137,19 @@ export class PushDispatcher {
     return this.pushers.get(name)?.backingOff() ? 'backing-off' : 'active';
   }
 
+  /**
+   * A planned stop: no more leasing; waits (at most `timeoutMs`) for the requests in flight to end and
+   * for their outcomes to commit, so nothing that was delivered is delivered again by the next leader.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.closed = true; // no new pushers from here on
+    clearInterval(this.syncTimer);
+    for (const p of this.pushers.values()) p.stop();
+    const deadline = Date.now() + timeoutMs;
+    while ([...this.pushers.values()].some((p) => p.busy()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await Promise.race([Promise.all([...this.pushers.values()].map((p) => p.settled())), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.syncTimer);
@@ -186,6 +199,8 @@ class SubscriptionPusher {
   private acks: string[] = [];
   private failures: PushFailure[] = [];
   private flushScheduled = false;
+  /** Outcome proposals not yet answered (a planned stop waits for them). */
+  private readonly outcomes = new Set<Promise<unknown>>();
   private readonly url: URL;
 
   constructor(
@@ -201,6 +216,16 @@ class SubscriptionPusher {
     this.url = new URL(push.url);
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();
+  }
+
+  /** Requests out, or outcomes not yet proposed. */
+  busy(): boolean {
+    return this.inFlight > 0 || this.leases > 0 || this.flushScheduled;
+  }
+
+  /** Resolves when the outcomes proposed so far have committed (or failed). */
+  settled(): Promise<unknown> {
+    return Promise.all([...this.outcomes]);
   }
 
   backingOff(): boolean {
@@ -374,13 +399,19 @@ class SubscriptionPusher {
       const acks = this.acks.splice(0);
       const failures = this.failures.splice(0);
       // A lost proposal is harmless: the lease runs out and the message is delivered again.
+      const track = (p: Promise<unknown>) => {
+        const done = p.then(
+          () => this.wake(),
+          () => {},
+        );
+        this.outcomes.add(done);
+        void done.then(() => this.outcomes.delete(done));
+      };
       for (let i = 0; i < acks.length; i += 1000) {
-        this.node
-          .propose({ type: 'ack', subscription: this.name, ackIds: acks.slice(i, i + 1000) })
-          .then(() => this.wake(), () => {});
+        track(this.node.propose({ type: 'ack', subscription: this.name, ackIds: acks.slice(i, i + 1000) }));
       }
       for (let i = 0; i < failures.length; i += 1000) {
-        this.node.propose({ type: 'push-failed', subscription: this.name, failures: failures.slice(i, i + 1000) }).catch(() => {});
+        track(this.node.propose({ type: 'push-failed', subscription: this.name, failures: failures.slice(i, i + 1000) }));
       }
     });
   }

@@ -538,6 +538,18 @@ export class HeraldNode {
     }
   }
 
+  /**
+   * Before a planned stop: if this node leads a group with other voters, hands leadership to the one
+   * that has the most of the log, so the group does not wait out an election timeout. Best effort.
+   */
+  async handOver(timeoutMs = 3000): Promise<void> {
+    if (!this.isLeader || this.closed || this.failure) return;
+    const others = this.raft.conf().voters.filter((id) => id !== this.id);
+    if (others.length === 0) return;
+    const to = others.reduce((best, id) => (this.raft.matchIndex(id) > this.raft.matchIndex(best) ? id : best));
+    await this.transferLeadership(to, timeoutMs).catch(() => {});
+  }
+
   private housekeep(): void {
     if (this.closed || this.failure || !this.isLeader) return;
     if (this.machine.expireDue(this.clock())) {
