@@ -65,6 +65,12 @@ export const limits = {
   topicsMax: 10_000,
   /** API tokens in the replicated state. */
   tokensMax: 10_000,
+  /** A token's request rate on one node, unless it is created with another (0: none). */
+  tokenRateLimitPerSecondDefault: 1000,
+  tokenRateLimitPerSecondMax: 1_000_000,
+  /** WebSockets a token may hold open on one node, unless it is created with another. */
+  tokenWebSocketsDefault: 100,
+  tokenWebSocketsMax: 10_000,
   subscriptionsMax: 10_000,
 
   // The log and its batching (ours).

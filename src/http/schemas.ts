@@ -178,6 +178,8 @@ export const CreateTokenBody = Type.Object(
   {
     name: Opt(Type.String({ maxLength: 128 })),
     scopes: Type.Array(Type.String({ pattern: '^(admin|(publish|consume|tail):[A-Za-z0-9._*-]{1,128})$' }), { minItems: 1, maxItems: 32 }),
+    rateLimitPerSecond: Opt(Int(0, limits.tokenRateLimitPerSecondMax)),
+    webSocketsMax: Opt(Int(1, limits.tokenWebSocketsMax)),
   },
   strict,
 );

@@ -91,8 +91,13 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     const name = decodeName(m[2]!);
     if (m[1] === 'topics') {
       // Tails are served here, whatever this node's role: checked here.
-      if (deps.auth?.enabled) checkUpgrade(deps.auth, req, 'tail', name);
-      return openTail(req, socket, head, name, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
+      const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'tail', name) : undefined;
+      try {
+        return openTail(req, socket, head, name, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), release);
+      } catch (error) {
+        release?.();
+        throw error;
+      }
     }
     if (!node.isLeader) {
       const leader = node.leaderId;
@@ -101,8 +106,12 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
       return proxyUpgrade(proxyContext, req, socket, head, target);
     }
     // The leader checks consumer sockets (a follower passes the Authorization header on).
-    if (deps.auth?.enabled) checkUpgrade(deps.auth, req, 'consume', name);
-    if (!node.machine.subscriptionConfig(name)) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
+    const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'consume', name) : undefined;
+    if (!node.machine.subscriptionConfig(name)) {
+      release?.();
+      throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
+    }
+    socket.once('close', () => release?.());
     wss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);
       noteWebSocket('consumer', ws);
@@ -110,8 +119,9 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     });
   }
 
-  function openTail(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string, query: URLSearchParams): void {
+  function openTail(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string, query: URLSearchParams, release?: () => void): void {
     const start = tailStart(node, topic, query.get('from'));
+    socket.once('close', () => release?.());
     wss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);
       noteWebSocket('tail', ws);

@@ -160,3 +160,64 @@ describe('configuration', () => {
     }
   });
 });
+
+describe('per-token limits', () => {
+  test('a token over its rate gets 429 RateLimited with Retry-After, and is let through again later', async () => {
+    const created = await admin('POST', '/v1/tokens', { scopes: ['publish:audit'], rateLimitPerSecond: 5 });
+    expect(created.body).toMatchObject({ rateLimitPerSecond: 5, webSocketsMax: 100 });
+    const t = as(created.body.token);
+    const statuses: number[] = [];
+    let limited: { status: number; body: any; headers: Headers } | undefined;
+    for (let i = 0; i < 20 && !limited; i++) {
+      const r = await t('POST', '/v1/topics/audit/messages', { messages: [{ data: `r${i}` }] });
+      statuses.push(r.status);
+      if (r.status === 429) limited = r;
+    }
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(5);
+    expect(limited?.body.error.code).toBe('RateLimited');
+    expect(Number(limited?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // The bucket refills at 5 per second: within a second or so one more request goes through.
+    const deadline = Date.now() + 3000;
+    let again = 429;
+    while (again === 429 && Date.now() < deadline) {
+      again = (await t('POST', '/v1/topics/audit/messages', { messages: [{ data: 'later' }] })).status;
+      if (again === 429) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(again).toBe(200);
+    // Another token is not held back by this one's limit.
+    expect((await as(await token(['publish:audit']))('POST', '/v1/topics/audit/messages', { messages: [{ data: 'x' }] })).status).toBe(200);
+  });
+
+  test('a token holds at most webSocketsMax sockets on a node; a closed one frees its place', async () => {
+    const created = await admin('POST', '/v1/tokens', { scopes: ['consume:billing', 'tail:audit'], webSocketsMax: 2 });
+    const headers = { authorization: `Bearer ${created.body.token}` };
+    const a = await WsClient.open(h.url, '/v1/subscriptions/billing/ws', { headers });
+    const b = await WsClient.open(h.url, '/v1/topics/audit/ws', { headers });
+    let refusal: Refusal | undefined;
+    try {
+      (await WsClient.open(h.url, '/v1/subscriptions/billing/ws', { headers })).ws.terminate();
+    } catch (e) {
+      refusal = (e as { refusal?: Refusal }).refusal;
+    }
+    expect(refusal?.status).toBe(429);
+    expect(refusal?.body.error.code).toBe('RateLimited');
+    a.ws.close();
+    await a.closed;
+    // The place comes back once the server has seen the close.
+    let c: WsClient | undefined;
+    const deadline = Date.now() + 5000;
+    while (!c && Date.now() < deadline) {
+      c = await WsClient.open(h.url, '/v1/subscriptions/billing/ws', { headers }).catch(() => undefined);
+      if (!c) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(c).toBeDefined();
+    c!.ws.close();
+    b.ws.close();
+  });
+
+  test('bad limits are 400s', async () => {
+    for (const body of [{ scopes: ['admin'], rateLimitPerSecond: -1 }, { scopes: ['admin'], webSocketsMax: 0 }, { scopes: ['admin'], rateLimitPerSecond: 1.5 }]) {
+      expect((await admin('POST', '/v1/tokens', body)).status, JSON.stringify(body)).toBe(400);
+    }
+  });
+});

@@ -15,6 +15,10 @@ export interface TokenRecord {
   secretHash: string;
   scopes: string[];
   createdAtMs: number;
+  /** Requests per second this token may make on one node (a token bucket, one second's burst); 0: no limit. */
+  rateLimitPerSecond?: number;
+  /** WebSockets this token may hold open on one node. */
+  webSocketsMax?: number;
 }
 
 export type ScopeAction = 'publish' | 'consume' | 'tail';
