@@ -21,6 +21,7 @@
  *   --drain-seconds N  time limit to publish and to drain the backlog of (b) (default 120)
  *   --rate N           msg/s published in (d) (default 1000)
  *   --size N           message bytes (default 1024)
+ *   --settle-seconds N after a fresh queue or stream (the previous one deleted), wait N s (default 3)
  *   --herald-consumer K  pull (HTTP pull + ack, default) or ws (WebSocket with credits = --inflight)
  */
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -46,6 +47,7 @@ const { values: flags } = parseArgs({
     rate: { type: 'string' },
     size: { type: 'string' },
     'herald-consumer': { type: 'string' },
+    'settle-seconds': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -77,6 +79,7 @@ const cfg: ScenarioConfig = {
   backlog: Math.round(opt('backlog', 200_000)),
   drainSeconds: opt('drain-seconds', 120),
   rate: opt('rate', 1000),
+  settleSeconds: flags['settle-seconds'] === '0' ? 0 : opt('settle-seconds', 3),
 };
 
 const heraldConsumer = (flags['herald-consumer'] as string | undefined) ?? process.env.BENCH_HERALD_CONSUMER ?? 'pull';

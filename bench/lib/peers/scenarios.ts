@@ -22,6 +22,17 @@ export interface ScenarioConfig {
   /** Time limit for publishing the backlog and for draining it. */
   drainSeconds: number;
   rate: number;
+  /**
+   * Pause after `reset` before any load: deleting the previous scenario's queue (up to a few hundred
+   * thousand messages left by (c)) is work the next scenario should not be charged for.
+   */
+  settleSeconds: number;
+}
+
+/** A fresh queue or stream, then `settleSeconds` of quiet. */
+async function fresh(peer: Peer, c: ScenarioConfig): Promise<void> {
+  await peer.reset();
+  await sleep(c.settleSeconds * 1000);
 }
 
 export interface Figures {
@@ -76,7 +87,7 @@ function errNote(what: string, r: ProduceRun): string | undefined {
 }
 
 export async function produceOnly(peer: Peer, c: ScenarioConfig): Promise<Figures> {
-  await peer.reset();
+  await fresh(peer, c);
   const pub = await peer.publisher();
   try {
     const t0 = performance.now();
@@ -90,7 +101,7 @@ export async function produceOnly(peer: Peer, c: ScenarioConfig): Promise<Figure
 }
 
 export async function consumeBacklog(peer: Peer, c: ScenarioConfig): Promise<Figures> {
-  await peer.reset();
+  await fresh(peer, c);
   const pub = await peer.publisher();
   try {
     const t0 = performance.now();
@@ -119,7 +130,7 @@ export async function consumeBacklog(peer: Peer, c: ScenarioConfig): Promise<Fig
 }
 
 export async function produceAndConsume(peer: Peer, c: ScenarioConfig): Promise<Figures> {
-  await peer.reset();
+  await fresh(peer, c);
   let consumedInWindow = 0;
   let warmEnd = Infinity;
   let end = Infinity;
@@ -141,7 +152,7 @@ export async function produceAndConsume(peer: Peer, c: ScenarioConfig): Promise<
 }
 
 export async function latencyAtRate(peer: Peer, c: ScenarioConfig): Promise<Figures> {
-  await peer.reset();
+  await fresh(peer, c);
   const lat = new Samples();
   let warmEnd = Infinity;
   const consumer = await peer.consumer(c.inflight, (stamp) => {
