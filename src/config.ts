@@ -24,6 +24,8 @@ export interface NodeConfig {
   allowPrivateWebhooks: boolean;
   /** Bearer-token authentication (off only when configured off, or by default on loopback). */
   auth: { enabled: boolean; adminToken?: string };
+  /** When publishing stops for lack of room (see runtime/disk-guard.ts). */
+  storage: { reserveBytes: number; maxBytes?: number };
   durability: 'sync' | 'relaxed';
 }
 
@@ -36,6 +38,12 @@ function port(value: string): number {
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a whole number of 0 or more');
   return n;
 }
 
@@ -84,6 +92,8 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     .option('--durability <mode>', 'sync (fsync before acknowledging) or relaxed (HERALD_DURABILITY)', durability, env.HERALD_DURABILITY ? durability(env.HERALD_DURABILITY) : 'sync')
     .option('--allow-private-webhooks', 'let push URLs point at loopback and private addresses (HERALD_WEBHOOK_ALLOW_PRIVATE=1)', env.HERALD_WEBHOOK_ALLOW_PRIVATE === '1')
     .option('--auth <mode>', 'on or off: require bearer tokens (HERALD_AUTH; default off on loopback, on otherwise)', onOff, env.HERALD_AUTH ? onOff(env.HERALD_AUTH) : undefined)
+    .option('--storage-max-bytes <n>', 'bytes of message bodies Herald may keep; past it publishes get 503 (HERALD_STORAGE_MAX_BYTES)', positiveInt, env.HERALD_STORAGE_MAX_BYTES ? positiveInt(env.HERALD_STORAGE_MAX_BYTES) : undefined)
+    .option('--disk-reserve-bytes <n>', 'free bytes the disk must keep; under it publishes get 503 (HERALD_DISK_RESERVE_BYTES)', nonNegativeInt, env.HERALD_DISK_RESERVE_BYTES ? nonNegativeInt(env.HERALD_DISK_RESERVE_BYTES) : 256 * 1024 * 1024)
     .option('--admin-token <token>', 'the bootstrap admin token, at least 24 characters (HERALD_ADMIN_TOKEN)', env.HERALD_ADMIN_TOKEN)
     .exitOverride();
   program.parse(argv, { from: 'user' });
@@ -101,6 +111,8 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     durability: 'sync' | 'relaxed';
     auth?: boolean;
     adminToken?: string;
+    storageMaxBytes?: number;
+    diskReserveBytes: number;
   }>();
   // Authentication is on unless the node only listens on loopback; on, it needs a way in.
   const loopback = o.host === '127.0.0.1' || o.host === '::1' || o.host === 'localhost';
@@ -128,5 +140,6 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     allowPrivateWebhooks: o.allowPrivateWebhooks,
     durability: o.durability,
     auth: { enabled: authEnabled, ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}) },
+    storage: { reserveBytes: o.diskReserveBytes, ...(o.storageMaxBytes !== undefined ? { maxBytes: o.storageMaxBytes } : {}) },
   };
 }

@@ -5,6 +5,7 @@ import { HeraldNode } from './runtime/herald-node.js';
 import { PullService } from './delivery/pull-waiters.js';
 import { PushDispatcher } from './delivery/push-dispatcher.js';
 import { Authenticator } from './http/auth.js';
+import { DiskGuard } from './runtime/disk-guard.js';
 import { buildApp } from './http/app.js';
 import { PeerTransport, type PeerAddress } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
@@ -85,7 +86,8 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   if (!auth.enabled) {
     console.error(`herald: authentication is OFF: every client may do everything. On a shared network use --auth on --admin-token <token> (HERALD_AUTH=on, HERALD_ADMIN_TOKEN).`);
   }
-  const app = buildApp({ node, pull, push, auth, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
+  const disk = new DiskGuard(config.dataDir, config.storage);
+  const app = buildApp({ node, pull, push, auth, disk, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -109,6 +111,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
       await push.drain(shutdownDrainMs);
       await node.handOver();
       await push.close();
+      disk.close();
       await node.close();
       await transport?.close();
     },

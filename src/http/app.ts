@@ -8,6 +8,7 @@ import type { HeraldNode } from '../runtime/herald-node.js';
 import { MembershipError, NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
 import type { PullService } from '../delivery/pull-waiters.js';
 import type { PushDispatcher } from '../delivery/push-dispatcher.js';
+import type { DiskGuard } from '../runtime/disk-guard.js';
 import { HeraldError, type ErrorCode } from './errors.js';
 import { forwardToLeader } from './forward.js';
 import { topicRoutes } from './routes/topics.js';
@@ -22,6 +23,8 @@ import { instrumentHttp } from '../metrics/registry.js';
 export interface AppDeps {
   node: HeraldNode;
   pull: PullService;
+  /** Refuses publishes when storage is full (absent: never). */
+  disk?: DiskGuard;
   /** Bearer tokens and scopes (absent: no authentication). */
   auth?: Authenticator;
   /** Webhook push (absent in tests that build the app alone). */

@@ -18,6 +18,9 @@ import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, type Receive
 import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
 import { noteAppend, noteApplied, noteLeader, noteSnapshot } from '../metrics/registry.js';
 
+/** How long removals may wait for a snapshot before one is taken for them. */
+const deletesSnapshotDelayMs = 5000;
+
 export class NodeUnavailableError extends Error {
   constructor(message: string) {
     super(message);
@@ -97,6 +100,9 @@ export class HeraldNode {
   private readonly effectListeners: ((effects: Effect[]) => void)[] = [];
   private readonly anyRoleEffectListeners: ((effects: Effect[]) => void)[] = [];
   private stepping = false;
+  /** A snapshot is to be taken in the next step even if none is due by count (see snapshotForDeletes). */
+  private snapshotWanted = false;
+  private lastSnapshotAtMs = Date.now();
   private leaderSendsScheduled = false;
   private closed = false;
   private appliedIndex = 0;
@@ -165,7 +171,10 @@ export class HeraldNode {
       this.raft.tick();
       this.kick();
     }, options.tickMs ?? 20);
-    const housekeeping = setInterval(() => this.housekeep(), options.housekeepingIntervalMs ?? 1000);
+    const housekeeping = setInterval(() => {
+      this.housekeep();
+      this.snapshotForDeletes();
+    }, options.housekeepingIntervalMs ?? 1000);
     for (const t of [tick, housekeeping]) {
       t.unref();
       this.timers.push(t);
@@ -292,7 +301,7 @@ export class HeraldNode {
 
   private kick(): void {
     if (this.stepping && !this.failure) this.scheduleLeaderSends();
-    if (this.stepping || this.failure || (!this.raft.hasReady() && !this.storage.hasPendingWrites())) return;
+    if (this.stepping || this.failure || (!this.raft.hasReady() && !this.storage.hasPendingWrites() && !this.snapshotWanted)) return;
     this.stepping = true;
     // setImmediate lets the proposals of this I/O turn join the same step.
     setImmediate(() => {
@@ -317,7 +326,7 @@ export class HeraldNode {
   }
 
   private async run(): Promise<void> {
-    while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites())) {
+    while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites() || this.snapshotWanted)) {
       const ready = this.raft.ready();
       let install: { meta: SnapshotMeta; received: ReceivedSnapshot } | undefined;
       if (ready.snapshot) {
@@ -424,12 +433,15 @@ export class HeraldNode {
 
   private snapshotIfDue() {
     const due =
+      this.snapshotWanted ||
       this.appliedIndex - this.snapshotIndex >= this.snapshotEntriesInterval ||
       this.logBytesSinceSnapshot >= limits.snapshotLogBytesInterval;
+    this.snapshotWanted = false;
     if (!due || this.appliedIndex === this.snapshotIndex) return {};
     const term = this.raft.log.term(this.appliedIndex);
     assert(term !== undefined, `no term for applied index ${this.appliedIndex}`);
     this.snapshotIndex = this.appliedIndex;
+    this.lastSnapshotAtMs = Date.now();
     this.logBytesSinceSnapshot = 0;
     noteSnapshot('taken');
     return {
@@ -548,6 +560,19 @@ export class HeraldNode {
     if (others.length === 0) return;
     const to = others.reduce((best, id) => (this.raft.matchIndex(id) > this.raft.matchIndex(best) ? id : best));
     await this.transferLeadership(to, timeoutMs).catch(() => {});
+  }
+
+  /**
+   * Removals reach the disk only with a snapshot that covers them (see lmdb-storage.ts). When some
+   * wait and no snapshot has been taken for a while, take one (on every node, whatever its role), so
+   * the space retention or a deleted topic frees comes back within seconds rather than after the
+   * next 20,000 entries.
+   */
+  private snapshotForDeletes(): void {
+    if (this.closed || this.failure || this.snapshotWanted || !this.storage.hasDeferredDeletes()) return;
+    if (this.appliedIndex === this.snapshotIndex || Date.now() - this.lastSnapshotAtMs < deletesSnapshotDelayMs) return;
+    this.snapshotWanted = true;
+    this.kick();
   }
 
   private housekeep(): void {

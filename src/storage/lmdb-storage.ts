@@ -284,6 +284,11 @@ export class LmdbStorage implements MessageStore, LogReader {
     }
   }
 
+  /** Whether removals (retention, dropped topics) wait for a snapshot step to reach the disk. */
+  hasDeferredDeletes(): boolean {
+    return this.deferredDeletes.length > 0;
+  }
+
   /** Whether a step has anything to write besides what the caller brings. */
   hasPendingWrites(): boolean {
     return this.putQueue.length > 0 || this.dropping.length > 0;

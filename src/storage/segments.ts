@@ -17,8 +17,11 @@ import type { StoredMessage } from '../core/broker/types.js';
 
 const packr = new Packr({ useRecords: false });
 
-/** A segment is closed for appends once it reaches this size. */
-export const segmentBytesMax = 64 * 1024 * 1024;
+/**
+ * A segment is closed for appends once it reaches this size. `HERALD_SEGMENT_BYTES` (64 KiB or more)
+ * changes it, for tests that need segments to fill and be freed quickly.
+ */
+export const segmentBytesMax = Math.max(64 * 1024, Number(process.env.HERALD_SEGMENT_BYTES) || 64 * 1024 * 1024);
 /** Read file descriptors kept open (least recently used closed first). */
 const readFdsMax = 64;
 /** Reads fetch at least this much: consumers read neighbouring records next, so one read serves many. */

@@ -99,7 +99,9 @@ test('create via node 2, publish via node 3, pull via node 1 (and every other ro
   await view(c.url(f1));
   await view(c.url(leader));
   expect((await call(c.url(f2), 'POST', '/v1/topics/lp/messages', { messages: [{ data: 'after abandon' }] })).status).toBe(200);
-  const next = await call(c.url(leader), 'POST', '/v1/subscriptions/lp-abandon/pull', { max: 5, waitSeconds: 2 });
+  // (Under load the leader may lease to the abandoned poll before it sees the caller gone; it then gives
+  // the message back at once, so a long poll here gets it well within the 60 s lease.)
+  const next = await call(c.url(leader), 'POST', '/v1/subscriptions/lp-abandon/pull', { max: 5, waitSeconds: 8 }, 15_000);
   const abandonInfo = await call(c.url(leader), 'GET', '/v1/subscriptions/lp-abandon');
   expect(
     next.body.messages.map((m: { data: string }) => m.data),

@@ -16,7 +16,7 @@ function queueInfo(node: HeraldNode, name: string, push?: PushDispatcher) {
   return { topic: topicInfoOr404(node, name), subscription: subscriptionInfoOr404(node, name, push) };
 }
 
-export async function queueRoutes(app: FastifyInstance, { node, pull, push, allowPrivateWebhooks }: AppDeps): Promise<void> {
+export async function queueRoutes(app: FastifyInstance, { node, pull, push, disk, allowPrivateWebhooks }: AppDeps): Promise<void> {
   const opts = { allowPrivateWebhooks: allowPrivateWebhooks ?? false };
   app.put<NameReq & { Body: QueueBody | undefined }>(
     '/v1/queues/:name',
@@ -42,7 +42,7 @@ export async function queueRoutes(app: FastifyInstance, { node, pull, push, allo
   app.post<NameReq & { Body: PublishBody }>(
     '/v1/queues/:name/messages',
     { schema: { params: NameParams, body: PublishBody } },
-    async (req) => publish(node, req.params.name, req.body),
+    async (req) => publish(node, req.params.name, req.body, disk),
   );
 
   registerConsumerRoutes(app, '/v1/queues/:name', node, pull);

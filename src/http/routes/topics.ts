@@ -8,6 +8,7 @@ import { NameParams, PublishBody, TopicConfigBody } from '../schemas.js';
 import { expectOk } from './common.js';
 import type { PublishResult } from '../../core/broker/machine.js';
 import type { HeraldNode } from '../../runtime/herald-node.js';
+import type { DiskGuard } from '../../runtime/disk-guard.js';
 import { notePublished } from '../../metrics/registry.js';
 
 type NameReq = { Params: { name: string } };
@@ -19,9 +20,11 @@ export function topicInfoOr404(node: HeraldNode, name: string) {
 }
 
 /** Publishes a validated batch; shared by topics and queues. */
-export async function publish(node: HeraldNode, topic: string, body: PublishBody): Promise<{ results: PublishResult[] }> {
+export async function publish(node: HeraldNode, topic: string, body: PublishBody, disk?: DiskGuard): Promise<{ results: PublishResult[] }> {
   const config = node.machine.topicConfig(topic);
   if (!config) throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
+  const full = disk?.full;
+  if (full) throw new HeraldError('Unavailable', `storage is full: ${full}; publishing resumes when space returns`, 5);
   const startedMs = performance.now();
   const messages = publishItems(body, config.maxMessageBytes);
   const reply = expectOk<{ ok: true; results: PublishResult[] }>(await node.propose({ type: 'publish', topic, messages }));
@@ -29,7 +32,7 @@ export async function publish(node: HeraldNode, topic: string, body: PublishBody
   return { results: reply.results };
 }
 
-export async function topicRoutes(app: FastifyInstance, { node }: AppDeps): Promise<void> {
+export async function topicRoutes(app: FastifyInstance, { node, disk }: AppDeps): Promise<void> {
   app.put<NameReq & { Body: TopicConfigBody | undefined }>(
     '/v1/topics/:name',
     { schema: { params: NameParams, body: TopicConfigBody } },
@@ -65,6 +68,6 @@ export async function topicRoutes(app: FastifyInstance, { node }: AppDeps): Prom
   app.post<NameReq & { Body: PublishBody }>(
     '/v1/topics/:name/messages',
     { schema: { params: NameParams, body: PublishBody } },
-    async (req) => publish(node, req.params.name, req.body),
+    async (req) => publish(node, req.params.name, req.body, disk),
   );
 }
