@@ -37,6 +37,11 @@ export interface AppDeps {
   wsPingIntervalMs?: number;
 }
 
+/** Timeouts against slow clients; `HERALD_HEADERS_TIMEOUT_MS` changes the first (tests). */
+const httpLimits = {
+  headersTimeoutMs: Math.max(1000, Number(process.env.HERALD_HEADERS_TIMEOUT_MS) || 10_000),
+} as const;
+
 /** How much of an oversized body is read and dropped before the connection is cut. */
 const oversizedBodyDrainBytesMax = 64 * 1024 * 1024;
 
@@ -49,6 +54,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     connectionTimeout: 0,
     keepAliveTimeout: 65_000,
     requestTimeout: 120_000,
+    // Against slow clients (slowloris): the request line and headers must arrive within
+    // headersTimeoutMs, checked every second rather than node's default 30 s.
+    http: { headersTimeout: httpLimits.headersTimeoutMs, connectionsCheckingInterval: 1000 },
     return503OnClosing: true,
     // Names are up to 128 characters; percent-encoding can triple that. The schema says what is too long.
     routerOptions: { maxParamLength: 1024 },
