@@ -1,4 +1,5 @@
 /** Node configuration from flags and environment variables (flags win), as API.md's "Running" fixes them. */
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import type { PeerAddress } from './transport/peer-transport.js';
 
@@ -24,6 +25,8 @@ export interface NodeConfig {
   allowPrivateWebhooks: boolean;
   /** Bearer-token authentication (off only when configured off, or by default on loopback). */
   auth: { enabled: boolean; adminToken?: string };
+  /** TLS for the client API and node-to-node traffic (PEM contents). */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
   /** When publishing stops for lack of room (see runtime/disk-guard.ts). */
   storage: { reserveBytes: number; maxBytes?: number };
   durability: 'sync' | 'relaxed';
@@ -94,6 +97,9 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     .option('--auth <mode>', 'on or off: require bearer tokens (HERALD_AUTH; default off on loopback, on otherwise)', onOff, env.HERALD_AUTH ? onOff(env.HERALD_AUTH) : undefined)
     .option('--storage-max-bytes <n>', 'bytes of message bodies Herald may keep; past it publishes get 503 (HERALD_STORAGE_MAX_BYTES)', positiveInt, env.HERALD_STORAGE_MAX_BYTES ? positiveInt(env.HERALD_STORAGE_MAX_BYTES) : undefined)
     .option('--disk-reserve-bytes <n>', 'free bytes the disk must keep; under it publishes get 503 (HERALD_DISK_RESERVE_BYTES)', nonNegativeInt, env.HERALD_DISK_RESERVE_BYTES ? nonNegativeInt(env.HERALD_DISK_RESERVE_BYTES) : 256 * 1024 * 1024)
+    .option('--tls-cert <file>', 'PEM certificate: serve HTTPS and encrypt node-to-node traffic (HERALD_TLS_CERT)', env.HERALD_TLS_CERT)
+    .option('--tls-key <file>', 'PEM private key of --tls-cert (HERALD_TLS_KEY)', env.HERALD_TLS_KEY)
+    .option('--tls-ca <file>', 'PEM CA that signed the peers\' certificates (HERALD_TLS_CA; default: the system CAs)', env.HERALD_TLS_CA)
     .option('--admin-token <token>', 'the bootstrap admin token, at least 24 characters (HERALD_ADMIN_TOKEN)', env.HERALD_ADMIN_TOKEN)
     .exitOverride();
   program.parse(argv, { from: 'user' });
@@ -113,7 +119,22 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     adminToken?: string;
     storageMaxBytes?: number;
     diskReserveBytes: number;
+    tlsCert?: string;
+    tlsKey?: string;
+    tlsCa?: string;
   }>();
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new ConfigError('--tls-cert and --tls-key go together');
+  let tls: NodeConfig['tls'];
+  if (o.tlsCert !== undefined && o.tlsKey !== undefined) {
+    const read = (file: string, what: string) => {
+      try {
+        return readFileSync(file);
+      } catch (error) {
+        throw new ConfigError(`cannot read ${what} ${file}: ${(error as Error).message}`);
+      }
+    };
+    tls = { cert: read(o.tlsCert, '--tls-cert'), key: read(o.tlsKey, '--tls-key'), ...(o.tlsCa !== undefined ? { ca: read(o.tlsCa, '--tls-ca') } : {}) };
+  }
   // Authentication is on unless the node only listens on loopback; on, it needs a way in.
   const loopback = o.host === '127.0.0.1' || o.host === '::1' || o.host === 'localhost';
   const authEnabled = o.auth ?? !loopback;
@@ -141,5 +162,6 @@ export function parseNodeConfig(argv: string[], env: NodeJS.ProcessEnv): NodeCon
     durability: o.durability,
     auth: { enabled: authEnabled, ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}) },
     storage: { reserveBytes: o.diskReserveBytes, ...(o.storageMaxBytes !== undefined ? { maxBytes: o.storageMaxBytes } : {}) },
+    ...(tls ? { tls } : {}),
   };
 }

@@ -6,6 +6,7 @@ import { PullService } from './delivery/pull-waiters.js';
 import { PushDispatcher } from './delivery/push-dispatcher.js';
 import { Authenticator } from './http/auth.js';
 import { DiskGuard } from './runtime/disk-guard.js';
+import { trustForForwarding } from './http/forward.js';
 import { buildApp } from './http/app.js';
 import { PeerTransport, type PeerAddress } from './transport/peer-transport.js';
 import type { NodeConfig } from './config.js';
@@ -40,11 +41,13 @@ function wsPingIntervalMs(): number | undefined {
 
 export async function startServer(config: NodeConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
+  const scheme = config.tls ? 'https' : 'http';
   const cluster = config.cluster;
   let transport: PeerTransport | undefined;
   let deliver: (m: PeerFrame) => void = () => {};
   if (cluster) {
     transport = new PeerTransport({
+      ...(config.tls ? { tls: config.tls } : {}),
       selfId: cluster.nodeId,
       host: config.host,
       port: cluster.raftPort,
@@ -72,7 +75,7 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
             const peers = [...addresses].map(([id, a]) => parseAddress(id, a));
             transport!.setPeers(peers);
             peerHttp.clear();
-            for (const p of peers) peerHttp.set(p.id, `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`);
+            for (const p of peers) peerHttp.set(p.id, `${scheme}://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.httpPort}`);
           },
         }
       : {}),
@@ -82,16 +85,17 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   await node.caughtUp();
   const pull = new PullService(node);
   const push = new PushDispatcher(node, { allowPrivate: config.allowPrivateWebhooks });
+  trustForForwarding(config.tls?.ca);
   const auth = new Authenticator(config.auth, node);
   if (!auth.enabled) {
     console.error(`herald: authentication is OFF: every client may do everything. On a shared network use --auth on --admin-token <token> (HERALD_AUTH=on, HERALD_ADMIN_TOKEN).`);
   }
   const disk = new DiskGuard(config.dataDir, config.storage);
-  const app = buildApp({ node, pull, push, auth, disk, leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
+  const app = buildApp({ node, pull, push, auth, disk, ...(config.tls ? { tls: config.tls } : {}), leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const stopMemoryReducer = startMemoryReducer();
   return {
     app,

@@ -25,6 +25,8 @@ export interface AppDeps {
   pull: PullService;
   /** Refuses publishes when storage is full (absent: never). */
   disk?: DiskGuard;
+  /** TLS: serve HTTPS with this certificate and key; `ca` checks the other nodes' certificates. */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
   /** Bearer tokens and scopes (absent: no authentication). */
   auth?: Authenticator;
   /** Webhook push (absent in tests that build the app alone). */
@@ -47,6 +49,7 @@ const oversizedBodyDrainBytesMax = 64 * 1024 * 1024;
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
     logger: false,
     bodyLimit: limits.requestBodyBytesMax,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
@@ -128,7 +131,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(operationsRoutes, deps);
   app.register(tokenRoutes, deps);
   // WebSocket upgrades bypass fastify's routing and hooks; websocket.ts handles them on the server.
-  attachWebSockets(app, { node: deps.node, leaderUrl: deps.leaderUrl, pingIntervalMs: deps.wsPingIntervalMs, ...(deps.auth ? { auth: deps.auth } : {}) });
+  attachWebSockets(app, {
+    node: deps.node,
+    leaderUrl: deps.leaderUrl,
+    pingIntervalMs: deps.wsPingIntervalMs,
+    ...(deps.auth ? { auth: deps.auth } : {}),
+    ...(deps.tls?.ca ? { tlsCa: deps.tls.ca } : {}),
+  });
   return app;
 }
 

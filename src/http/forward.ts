@@ -8,7 +8,14 @@ import { HeraldError } from './errors.js';
 
 const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer', 'host']);
 
-const agent = new Agent({ keepAliveTimeout: 30_000, connections: 128, headersTimeout: 60_000, bodyTimeout: 60_000 });
+let agent = new Agent({ keepAliveTimeout: 30_000, connections: 128, headersTimeout: 60_000, bodyTimeout: 60_000 });
+
+/** With TLS, the leader's HTTPS certificate is checked against this CA (default: the system's). */
+export function trustForForwarding(ca: Buffer | undefined): void {
+  if (!ca) return;
+  void agent.close();
+  agent = new Agent({ keepAliveTimeout: 30_000, connections: 128, headersTimeout: 60_000, bodyTimeout: 60_000, connect: { ca } });
+}
 
 export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, leaderBase: string): Promise<FastifyReply> {
   const headers: Record<string, string> = {};

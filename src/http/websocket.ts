@@ -33,6 +33,8 @@ export interface WebSocketDeps {
   pingIntervalMs?: number;
   /** Bearer tokens: a consumer socket needs `consume` on its subscription, a tail `tail` on its topic. */
   auth?: Authenticator;
+  /** The CA for the leader's certificate when a follower proxies over wss:// (TLS). */
+  tlsCa?: Buffer;
 }
 
 const wsRoute = /^\/v1\/(subscriptions|queues|topics)\/([^/?]+)\/ws$/;
@@ -58,6 +60,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
   const proxyContext = {
     wss,
     connecting,
+    ...(deps.tlsCa ? { ca: deps.tlsCa } : {}),
     onPair: (client: WebSocket, upstream: WebSocket) => {
       noteWebSocket('proxy', client);
       heartbeat.watch(client);

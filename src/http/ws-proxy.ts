@@ -19,6 +19,8 @@ export interface ProxyContext {
   onPair: (client: WebSocket, upstream: WebSocket) => void;
   /** Upstream sockets still in their handshake, so that shutdown can abort them. */
   connecting: Set<WebSocket>;
+  /** The CA the leader's certificate is checked against (TLS). */
+  ca?: Buffer;
 }
 
 /** Header the leader sees on a proxied upgrade: a follower never proxies one again (no loops). */
@@ -30,6 +32,8 @@ export function proxyUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: Du
     // The leader checks the client's token.
     headers: { [forwardedHeader]: '1', ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}) },
     handshakeTimeout: wsLimits.proxyHandshakeMs,
+    // With TLS (wss://), the leader's certificate is checked against the configured CA.
+    ...(ctx.ca ? { ca: ctx.ca } : {}),
     perMessageDeflate: false,
   });
   ctx.connecting.add(upstream);

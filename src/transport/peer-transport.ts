@@ -6,7 +6,8 @@
  * not drain loses messages, which Raft tolerates (it retransmits), rather than growing memory.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIP, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import type { Message } from '../core/raft/messages.js';
 import type { NodeId } from '../core/raft/types.js';
 import { decodeFrame, encodeMessage, encodeSnapshotChunk, FrameError, frameBytesMax, type PeerFrame, type SnapshotChunk } from './peer-codec.js';
@@ -26,6 +27,11 @@ export interface PeerTransportOptions {
   onMessage: (message: PeerFrame) => void;
   /** Called when a peer connection is refused or misbehaves (for logs and tests). */
   onRefused?: (reason: string) => void;
+  /**
+   * TLS for node-to-node traffic (PEM): this node's certificate and key, and the CA that signed the
+   * peers'. The secret handshake runs inside it as without TLS.
+   */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
 }
 
 const magic = Buffer.from('HRLD');
@@ -152,7 +158,19 @@ class OutboundPeer {
 
   private connect(): void {
     if (this.closed) return;
-    const socket = connect({ host: this.address.host, port: this.address.raftPort });
+    const tls = this.transport.tlsOptions;
+    const host = this.address.host;
+    const socket: Socket = tls
+      ? tlsConnect({
+          host,
+          port: this.address.raftPort,
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.ca ? { ca: tls.ca } : {}),
+          // SNI takes names only; an address is checked against the certificate's IP entries.
+          ...(isIP(host) ? {} : { servername: host }),
+        })
+      : connect({ host, port: this.address.raftPort });
     this.socket = socket;
     socket.setNoDelay(true);
     const input = new ByteQueue();
@@ -228,7 +246,14 @@ export class PeerTransport {
     this.opts = opts;
     this.selfId = opts.selfId;
     this.secret = opts.secret;
-    this.server = createServer((socket) => this.accept(socket));
+    const tls = opts.tls;
+    this.server = tls
+      ? tlsCreateServer(
+          // Mutual TLS when a CA is given: a peer must show a certificate that CA signed.
+          { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}), handshakeTimeout: handshakeTimeoutMs },
+          (socket) => this.accept(socket),
+        )
+      : createServer((socket) => this.accept(socket));
   }
 
   async listen(): Promise<number> {
@@ -275,6 +300,10 @@ export class PeerTransport {
     const peer = this.peers.get(chunk.to);
     if (!peer) return false;
     return peer.sendReliably(encodeSnapshotChunk(chunk), timeoutMs);
+  }
+
+  get tlsOptions(): PeerTransportOptions['tls'] {
+    return this.opts.tls;
   }
 
   refused(reason: string): void {

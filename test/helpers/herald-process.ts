@@ -41,7 +41,7 @@ export async function startHerald(options: { dataDir?: string; env?: Record<stri
   const url = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`herald did not start within 30 s:\n${out}`)), 30_000);
     const onData = () => {
-      const m = /herald listening on (http:\/\/\S+)/.exec(out);
+      const m = /herald listening on (https?:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
         resolveUrl(m[1]!);
@@ -79,7 +79,7 @@ export async function api(
   method: string,
   path: string,
   body?: unknown,
-  init: { raw?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
+  init: { raw?: string; headers?: Record<string, string>; timeoutMs?: number; dispatcher?: unknown } = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { ...init.headers };
   let payload: string | undefined;
@@ -93,6 +93,8 @@ export async function api(
     headers,
     body: payload,
     ...(init.timeoutMs !== undefined ? { signal: AbortSignal.timeout(init.timeoutMs) } : {}),
+    // An undici dispatcher (e.g. one that trusts a test CA for HTTPS); Node's fetch takes it.
+    ...(init.dispatcher !== undefined ? ({ dispatcher: init.dispatcher } as object) : {}),
   });
   const text = await res.text();
   let parsed: any = text;
@@ -158,6 +160,9 @@ export class TestCluster {
   env: Record<string, string> = {};
   /** A bearer token for the cluster's own checks (leader()), when the nodes run with --auth on. */
   authToken: string | undefined;
+  /** 'https' when the nodes run with TLS; `dispatcher` then trusts their CA. */
+  scheme: 'http' | 'https' = 'http';
+  dispatcher: unknown;
   constructor(readonly specs: ClusterNodeSpec[]) {}
 
   static async create(size: number): Promise<TestCluster> {
@@ -197,7 +202,7 @@ export class TestCluster {
   }
 
   url(id: number): string {
-    return `http://127.0.0.1:${this.specs.find((x) => x.id === id)!.httpPort}`;
+    return `${this.scheme}://127.0.0.1:${this.specs.find((x) => x.id === id)!.httpPort}`;
   }
 
   /** The leader as a majority of the running nodes see it, polled until there is one. */
@@ -207,7 +212,7 @@ export class TestCluster {
         [...this.nodes.keys()].map(async (id) => {
           try {
             const headers: Record<string, string> = this.authToken ? { authorization: `Bearer ${this.authToken}` } : {};
-            return (await api(this.url(id), 'GET', '/v1/cluster', undefined, { headers })).body.leaderId as string | null;
+            return (await api(this.url(id), 'GET', '/v1/cluster', undefined, { headers, dispatcher: this.dispatcher })).body.leaderId as string | null;
           } catch {
             return null;
           }
