@@ -4,7 +4,7 @@
  * Pure apart from the HMAC: the dispatcher decides when and where to send it.
  */
 import type { Delivery } from '../core/broker/machine.js';
-import type { PushConfig } from '../core/broker/types.js';
+import { messageId, type PushConfig } from '../core/broker/types.js';
 import { pushMessageJson, renderMessage } from '../http/render.js';
 import { signatureHeaders } from './webhook-signature.js';
 
@@ -41,7 +41,8 @@ export function buildWebhookRequest(
   secrets: readonly string[],
   timestampSeconds: number,
 ): WebhookRequest {
-  const message = renderMessage(d.topicId, d.message);
+  const m = d.message;
+  const id = messageId(d.topicId, m.seq);
   // The subscription's own headers go first: ours win over them.
   const headers: Record<string, string> = { ...push.headers };
   let body: Buffer | string;
@@ -49,23 +50,23 @@ export function buildWebhookRequest(
     body = pushMessageJson(d);
     headers['content-type'] = 'application/json';
   } else {
-    body = bytesOf(d.message.data);
+    body = bytesOf(m.data);
     headers['content-type'] = 'application/octet-stream';
-    for (const [name, value] of Object.entries(message.attributes)) headers[`herald-attr-${headerName(name)}`] = headerValue(value);
+    for (const [name, value] of Object.entries(m.attributes ?? {})) headers[`herald-attr-${headerName(name)}`] = headerValue(value);
     if (push.format === 'cloudevents') {
       headers['ce-specversion'] = '1.0';
-      headers['ce-id'] = message.id;
+      headers['ce-id'] = id;
       headers['ce-source'] = `/topics/${topic}`;
       headers['ce-type'] = 'herald.message';
-      headers['ce-time'] = message.publishTime;
-      if (message.routingKey !== null) headers['ce-subject'] = headerValue(message.routingKey);
+      headers['ce-time'] = renderMessage(d.topicId, m).publishTime;
+      if (m.routingKey !== undefined) headers['ce-subject'] = headerValue(m.routingKey);
     }
   }
   headers['herald-subscription'] = subscription;
-  headers['herald-message-seq'] = String(message.seq);
+  headers['herald-message-seq'] = String(m.seq);
   headers['herald-delivery-attempt'] = String(d.attempt);
-  if (secrets.length > 0) Object.assign(headers, signatureHeaders(secrets, message.id, timestampSeconds, body));
-  else headers['webhook-id'] = message.id;
+  if (secrets.length > 0) Object.assign(headers, signatureHeaders(secrets, id, timestampSeconds, body));
+  else headers['webhook-id'] = id;
   return { headers, body };
 }
 
