@@ -39,9 +39,12 @@ export interface AppDeps {
   wsPingIntervalMs?: number;
 }
 
-/** Timeouts against slow clients; `HERALD_HEADERS_TIMEOUT_MS` changes the first (tests). */
+/** Timeouts against slow and idle clients; `HERALD_HEADERS_TIMEOUT_MS` and
+ * `HERALD_KEEP_ALIVE_TIMEOUT_MS` change them (tests). */
 const httpLimits = {
   headersTimeoutMs: Math.max(1000, Number(process.env.HERALD_HEADERS_TIMEOUT_MS) || 10_000),
+  /** An idle keep-alive connection is closed after this (longer than common load balancers' 60 s). */
+  keepAliveTimeoutMs: Math.max(1000, Number(process.env.HERALD_KEEP_ALIVE_TIMEOUT_MS) || 65_000),
 } as const;
 
 /** How much of an oversized body is read and dropped before the connection is cut. */
@@ -55,7 +58,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     // No limit on a whole connection; one request (a long poll included) gets 120 s at most.
     connectionTimeout: 0,
-    keepAliveTimeout: 65_000,
+    keepAliveTimeout: httpLimits.keepAliveTimeoutMs,
     requestTimeout: 120_000,
     // Against slow clients (slowloris): the request line and headers must arrive within
     // headersTimeoutMs, checked every second rather than node's default 30 s.
