@@ -13,7 +13,8 @@
  * Flags (env BENCH_<NAME> works too, flags win):
  *   --runs N           runs of every scenario; each figure is the median (default 3)
  *   --peers list       herald,rabbitmq,nats (default all three); herald-relaxed adds Herald with
- *                      --durability relaxed (NATS 2.9 confirms before fsync)
+ *                      --durability relaxed (NATS 2.9 confirms before fsync), herald-ws Herald
+ *                      sync with the WebSocket consumer
  *   --scenarios list   a,b,c,d (default all)
  *   --seconds N        measured seconds of (a), (c) and (d) (default 10), after --warmup (default 1)
  *   --inflight N       unconfirmed publishes and unacked deliveries per client (default 1000)
@@ -66,7 +67,7 @@ function list(name: 'peers' | 'scenarios', fallback: string, known: string[]): s
   return items;
 }
 
-const peerKeys = ['herald', 'herald-relaxed', 'rabbitmq', 'nats'] as const;
+const peerKeys = ['herald', 'herald-ws', 'herald-relaxed', 'rabbitmq', 'nats'] as const;
 type PeerKey = (typeof peerKeys)[number];
 const runs = Math.round(opt('runs', 3));
 const size = Math.round(opt('size', 1024));
@@ -84,13 +85,21 @@ const cfg: ScenarioConfig = {
 
 const heraldConsumer = (flags['herald-consumer'] as string | undefined) ?? process.env.BENCH_HERALD_CONSUMER ?? 'pull';
 if (heraldConsumer !== 'pull' && heraldConsumer !== 'ws') throw new Error(`--herald-consumer is pull or ws, not ${heraldConsumer}`);
+// The bundle is built once, before the first Herald variant starts.
+let built = false;
+const herald = (durability: 'sync' | 'relaxed', consumer: 'pull' | 'ws') => {
+  const build = !built;
+  built = true;
+  return HeraldPeer.start(size, durability, consumer, build);
+};
 const starters: Record<PeerKey, () => Promise<Peer>> = {
-  herald: () => HeraldPeer.start(size, 'sync', heraldConsumer, true),
-  'herald-relaxed': () => HeraldPeer.start(size, 'relaxed', heraldConsumer, !selectedPeers.includes('herald')),
+  herald: () => herald('sync', heraldConsumer),
+  'herald-ws': () => herald('sync', 'ws'),
+  'herald-relaxed': () => herald('relaxed', heraldConsumer),
   rabbitmq: () => RabbitPeer.start(size),
   nats: () => NatsPeer.start(size),
 };
-const displayName: Record<PeerKey, string> = { herald: 'Herald', 'herald-relaxed': 'Herald relaxed', rabbitmq: 'RabbitMQ', nats: 'NATS JetStream' };
+const displayName: Record<PeerKey, string> = { herald: 'Herald', 'herald-ws': 'Herald WS', 'herald-relaxed': 'Herald relaxed', rabbitmq: 'RabbitMQ', nats: 'NATS JetStream' };
 
 /** figures[peer][scenario] = one Figures per run. */
 const figures = new Map<PeerKey, Map<ScenarioKey, Figures[]>>();
