@@ -88,8 +88,10 @@ test('a slow reader behind a follower holds back the leader too (the proxy passe
     return same >= 5 ? now : 0;
   }, 30_000, 200))!;
   console.log(`[ws proxy slow reader] ${settled} of ${count} leased while the client did not read`);
-  // Two hops of kernel buffers and two send buffers, not the whole credit.
-  expect(settled).toBeLessThan(count / 2);
+  // Two hops of kernel buffers and two send buffers, not the whole credit (without the proxy's pause it
+  // is all 1,500). Loopback receive buffers grow up to tcp_rmem's maximum (32 MiB on the CI machine),
+  // so the bound is the kernel's as much as ours: 335–783 of 1,500 seen.
+  expect(settled).toBeLessThan(count * 0.8);
   x.ws.resume();
   const seen = new Set<number>();
   await eventually(() => {
