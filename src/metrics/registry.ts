@@ -14,7 +14,8 @@
  * (backlogs, topics, Raft indexes) is exported by every node, so dashboards take `max` over instances
  * for it. One node per process: a process that runs several (some tests) reports on the last bound.
  */
-import { readFileSync, readdirSync, statSync, statfsSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { filesystemSpace, segmentUsage } from '../storage/usage.js';
 import { join } from 'node:path';
 import { collectDefaultMetrics, register } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
@@ -360,31 +361,6 @@ function fileBytes(path: string): number {
   }
 }
 
-function segmentFiles(dataDir: string): { files: number; bytes: number } {
-  const dir = join(dataDir, 'segments');
-  let files = 0;
-  let bytes = 0;
-  try {
-    for (const f of readdirSync(dir)) {
-      if (!f.endsWith('.seg')) continue;
-      files++;
-      bytes += fileBytes(join(dir, f));
-    }
-  } catch {
-    /* no segments yet */
-  }
-  return { files, bytes };
-}
-
-function filesystem(dataDir: string): { availBytes: number; sizeBytes: number } | undefined {
-  try {
-    const s = statfsSync(dataDir);
-    return { availBytes: s.bavail * s.bsize, sizeBytes: s.blocks * s.bsize };
-  } catch {
-    return undefined;
-  }
-}
-
 function packageVersion(): string {
   // dist/main.js and src/metrics/registry.ts both find the package one or two levels up.
   for (const rel of ['../package.json', '../../package.json']) {
@@ -454,12 +430,12 @@ const collected: Exportable[] = [
   new CollectedMetric('herald_lmdb_size_bytes', 'Size of the LMDB file (<data>/herald.mdb): Raft log, snapshots, message index.', [], () =>
     one(() => fileBytes(join(bound!.node.storageStatus().dataDir, 'herald.mdb'))),
   ),
-  new CollectedMetric('herald_segment_files', 'Segment files holding message bodies (<data>/segments).', [], () => one(() => segmentFiles(bound!.node.storageStatus().dataDir).files)),
-  new CollectedMetric('herald_segment_size_bytes', 'Bytes in the segment files.', [], () => one(() => segmentFiles(bound!.node.storageStatus().dataDir).bytes)),
+  new CollectedMetric('herald_segment_files', 'Segment files holding message bodies (<data>/segments).', [], () => one(() => segmentUsage(bound!.node.storageStatus().dataDir).files)),
+  new CollectedMetric('herald_segment_size_bytes', 'Bytes in the segment files.', [], () => one(() => segmentUsage(bound!.node.storageStatus().dataDir).bytes)),
   new CollectedMetric('herald_data_filesystem_avail_bytes', 'Bytes free to Herald on the filesystem of its data directory.', [], () =>
-    one(() => filesystem(bound!.node.storageStatus().dataDir)?.availBytes),
+    one(() => filesystemSpace(bound!.node.storageStatus().dataDir)?.availBytes),
   ),
-  new CollectedMetric('herald_data_filesystem_size_bytes', 'Size of the filesystem of the data directory.', [], () => one(() => filesystem(bound!.node.storageStatus().dataDir)?.sizeBytes)),
+  new CollectedMetric('herald_data_filesystem_size_bytes', 'Size of the filesystem of the data directory.', [], () => one(() => filesystemSpace(bound!.node.storageStatus().dataDir)?.sizeBytes)),
 ];
 
 const all: Exportable[] = [

@@ -8,8 +8,7 @@
  * and deliverable, and pulls, acks and deletes — which need little room and free some — go on. Once
  * space returns (retention, deleted topics, an operator), publishing resumes by itself.
  */
-import { readdirSync, statSync, statfsSync } from 'node:fs';
-import { join } from 'node:path';
+import { filesystemSpace, segmentUsage } from '../storage/usage.js';
 
 export interface DiskGuardOptions {
   /** Free bytes the filesystem must keep. */
@@ -37,44 +36,22 @@ export class DiskGuard {
     return this.fullReason;
   }
 
-  /** Bytes allocated to message bodies (segment files). */
-  usedBytes(): number {
-    let bytes = 0;
-    const segments = join(this.dataDir, 'segments');
-    let names: string[] = [];
-    try {
-      names = readdirSync(segments);
-    } catch {
-      /* no segments yet */
-    }
-    for (const name of names) bytes += allocated(join(segments, name));
-    return bytes;
-  }
-
   check(): void {
-    try {
-      const fs = statfsSync(this.dataDir);
-      const free = fs.bavail * fs.bsize;
-      const used = this.usedBytes();
-      if (free < this.options.reserveBytes) this.fullReason = `the disk has ${mib(free)} free, under the ${mib(this.options.reserveBytes)} reserve`;
-      else if (this.options.maxBytes !== undefined && used > this.options.maxBytes) this.fullReason = `message bodies take ${mib(used)}, over --storage-max-bytes ${mib(this.options.maxBytes)}`;
-      else this.fullReason = undefined;
-    } catch {
-      // Cannot tell: do not refuse writes on a guess.
+    const space = filesystemSpace(this.dataDir);
+    // Cannot tell: do not refuse writes on a guess.
+    if (!space) return void (this.fullReason = undefined);
+    const used = segmentUsage(this.dataDir).allocatedBytes;
+    if (space.availBytes < this.options.reserveBytes) {
+      this.fullReason = `the disk has ${mib(space.availBytes)} free, under the ${mib(this.options.reserveBytes)} reserve`;
+    } else if (this.options.maxBytes !== undefined && used > this.options.maxBytes) {
+      this.fullReason = `message bodies take ${mib(used)}, over --storage-max-bytes ${mib(this.options.maxBytes)}`;
+    } else {
       this.fullReason = undefined;
     }
   }
 
   close(): void {
     clearInterval(this.timer);
-  }
-}
-
-function allocated(path: string): number {
-  try {
-    return statSync(path).blocks * 512;
-  } catch {
-    return 0;
   }
 }
 
