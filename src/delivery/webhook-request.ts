@@ -5,7 +5,7 @@
  */
 import type { Delivery } from '../core/broker/machine.js';
 import { messageId, type PushConfig } from '../core/broker/types.js';
-import { pushMessageJson, renderMessage } from '../http/render.js';
+import { dataBytes, isoTime, pushMessageJson } from '../http/render.js';
 import { signatureHeaders } from './webhook-signature.js';
 
 export interface WebhookRequest {
@@ -23,10 +23,6 @@ function headerName(name: string): string {
 }
 function headerValue(value: string): string {
   return headerValuePattern.test(value) ? value : encodeURIComponent(value);
-}
-
-function bytesOf(data: Uint8Array): Buffer {
-  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /**
@@ -50,7 +46,7 @@ export function buildWebhookRequest(
     body = pushMessageJson(d);
     headers['content-type'] = 'application/json';
   } else {
-    body = bytesOf(m.data);
+    body = dataBytes(m);
     headers['content-type'] = 'application/octet-stream';
     for (const [name, value] of Object.entries(m.attributes ?? {})) headers[`herald-attr-${headerName(name)}`] = headerValue(value);
     if (push.format === 'cloudevents') {
@@ -58,7 +54,7 @@ export function buildWebhookRequest(
       headers['ce-id'] = id;
       headers['ce-source'] = `/topics/${topic}`;
       headers['ce-type'] = 'herald.message';
-      headers['ce-time'] = renderMessage(d.topicId, m).publishTime;
+      headers['ce-time'] = isoTime(m.publishTimeMs);
       if (m.routingKey !== undefined) headers['ce-subject'] = headerValue(m.routingKey);
     }
   }

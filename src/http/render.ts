@@ -34,7 +34,7 @@ export function renderSubscription(info: SubscriptionInfo, pushState?: 'active' 
 // Messages of one batch share a publish time: format it once.
 let lastTimeMs = NaN;
 let lastTimeIso = '';
-function isoTime(ms: number): string {
+export function isoTime(ms: number): string {
   if (ms !== lastTimeMs) {
     lastTimeMs = ms;
     lastTimeIso = new Date(ms).toISOString();
@@ -42,9 +42,13 @@ function isoTime(ms: number): string {
   return lastTimeIso;
 }
 
+/** A message's data as a Buffer, without copying. */
+export function dataBytes(m: Delivery['message']): Buffer {
+  return Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+}
+
 function dataString(m: Delivery['message']): string {
-  const b = Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
-  return b.toString(m.encoding);
+  return dataBytes(m).toString(m.encoding);
 }
 
 /** A message as pull, push and WebSocket show it, without the delivery fields (ackId, deliveryAttempt). */
@@ -62,21 +66,9 @@ export function renderMessage(topicId: number, m: Delivery['message']) {
   };
 }
 
+/** Pull's message object: the message and its delivery fields. */
 export function renderDelivery(d: Delivery) {
-  const m = d.message;
-  return {
-    id: messageId(d.topicId, m.seq),
-    seq: m.seq,
-    data: dataString(m),
-    encoding: m.encoding,
-    attributes: m.attributes ?? {},
-    tags: m.tags ?? [],
-    routingKey: m.routingKey ?? null,
-    orderingKey: m.orderingKey ?? null,
-    publishTime: isoTime(m.publishTimeMs),
-    deliveryAttempt: d.attempt,
-    ackId: d.ackId,
-  };
+  return { ...renderMessage(d.topicId, d.message), deliveryAttempt: d.attempt, ackId: d.ackId };
 }
 
 // Per-message JSON that push and WebSocket write at high rates, written out directly: no object is
