@@ -554,16 +554,9 @@ export class BrokerMachine {
     if (!s) return refuse('SubscriptionNotFound', `subscription ${name} not found`);
     const t = this.topics.get(s.config.topic)!;
     const policy = resolveRetryPolicy(s.config.retry);
-    const invalid: string[] = [];
-    let count = 0;
-    for (const f of failures) {
-      const parsed = parseAckId(f.ackId);
-      const r = parsed ? s.pending.get(parsed.seq) : undefined;
-      if (!parsed || !r || r.leaseToken !== parsed.token || r.availableAtMs <= nowMs) {
-        invalid.push(f.ackId);
-        continue;
-      }
-      count++;
+    const byAckId = new Map(failures.map((f) => [f.ackId, f]));
+    const reply = this.withLeases(name, failures.map((f) => f.ackId), nowMs, (s, r) => {
+      const f = byAckId.get(formatAckId(r.seq, r.leaseToken))!;
       r.leaseToken = 0;
       r.lastError = f.error;
       const spent =
@@ -572,7 +565,7 @@ export class BrokerMachine {
       if (spent && s.config.deadLetter) {
         const m = this.store.get(t.id, r.seq);
         assert(m !== undefined, `pending seq ${r.seq} of ${name} has no message`);
-        if (this.deadLetter(s, r, m, nowMs)) continue;
+        if (this.deadLetter(s, r, m, nowMs)) return;
       }
       const delayMs = spent
         ? policy.maxBackoffMs
@@ -580,9 +573,9 @@ export class BrokerMachine {
           ? Math.min(f.retryAfterMs, policy.maxBackoffMs)
           : this.backoffMs(s, r);
       s.reschedule(r, nowMs + delayMs);
-    }
-    if (count > 0) this.wake(s);
-    return { ok: true, count, invalid };
+    });
+    if ('count' in reply && reply.count > 0) this.wake(s);
+    return reply;
   }
 
   private backoffMs(s: SubscriptionState, r: PendingRecord): number {
