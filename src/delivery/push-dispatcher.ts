@@ -159,12 +159,15 @@ export class PushDispatcher {
   }
 }
 
+/** An attempt as the log keeps it: the time as a number, formatted only when someone asks. */
+type AttemptRecord = Omit<PushAttempt, 'time'> & { timeMs: number };
+
 /** A bounded ring of attempts. */
 class AttemptLog {
-  private readonly items: PushAttempt[] = [];
+  private readonly items: AttemptRecord[] = [];
   private next = 0;
 
-  add(a: PushAttempt): void {
+  add(a: AttemptRecord): void {
     if (this.items.length < pushLimits.attemptsKeptMax) this.items.push(a);
     else this.items[this.next] = a;
     this.next = (this.next + 1) % pushLimits.attemptsKeptMax;
@@ -173,7 +176,10 @@ class AttemptLog {
   latest(limit: number): PushAttempt[] {
     const out: PushAttempt[] = [];
     const n = this.items.length;
-    for (let i = 1; i <= Math.min(limit, n); i++) out.push(this.items[(this.next - i + n * 2) % n]!);
+    for (let i = 1; i <= Math.min(limit, n); i++) {
+      const { timeMs, ...rest } = this.items[(this.next - i + n * 2) % n]!;
+      out.push({ ...rest, time: new Date(timeMs).toISOString() });
+    }
     return out;
   }
 }
@@ -301,9 +307,12 @@ class SubscriptionPusher {
       });
       if (!reply.ok || !('deliveries' in reply)) return;
       leased = reply.deliveries.length;
+      // One batch: the same signing secrets and timestamp for each of its attempts.
+      const startedMs = this.node.now();
+      const secrets = machine.pushSecrets(this.name, startedMs);
       for (const d of reply.deliveries) {
         this.inFlight++;
-        void this.deliver(d);
+        void this.deliver(d, secrets, startedMs);
       }
     } catch {
       // Not leading any more, or the log is full: the sync loop or a later wake-up takes it from here.
@@ -325,17 +334,8 @@ class SubscriptionPusher {
   }
 
   /** One attempt: POST, note the outcome, queue the log command that settles it. */
-  private async deliver(d: Delivery): Promise<void> {
-    const machine = this.node.machine;
-    const startedMs = this.node.now();
-    const { headers, body } = buildWebhookRequest(
-      this.push,
-      this.topic,
-      this.name,
-      d,
-      machine.pushSecrets(this.name, startedMs),
-      Math.floor(startedMs / 1000),
-    );
+  private async deliver(d: Delivery, secrets: readonly string[], startedMs: number): Promise<void> {
+    const { headers, body } = buildWebhookRequest(this.push, this.topic, this.name, d, secrets, Math.floor(startedMs / 1000));
     const started = performance.now();
     let outcome: number | string;
     let retryAfterMs: number | null = null;
@@ -352,7 +352,7 @@ class SubscriptionPusher {
       messageId: messageId(d.topicId, d.message.seq),
       seq: d.message.seq,
       attempt: d.attempt,
-      time: new Date(startedMs).toISOString(),
+      timeMs: startedMs,
       outcome,
       latencyMs,
     });
