@@ -10,7 +10,13 @@
  * step that also writes a snapshot covering them: a restart replays the log from the snapshot over the
  * message store, and replaying must find every message the snapshot's state still refers to. Puts need
  * no such care: replaying a command writes the same message at the same seq again.
+ *
+ * A step that fails changes nothing: its segment appends are cut back, the LMDB transaction (a child
+ * transaction, so a throw inside it aborts it) is not committed, and every field it touched in memory
+ * is put back. A failure for lack of room throws StorageFullError, and the driver tries the same
+ * write again once there is room (runtime/herald-node.ts).
  */
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -20,12 +26,35 @@ import type { MessageStore, StoredMessage } from '../core/broker/types.js';
 import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeRecord, encodeRecord, SegmentFiles, type Location } from './segments.js';
+import { filesystemSpace } from './usage.js';
 import { noteFsync } from '../metrics/registry.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** Index entries removed per step when a dropped topic's messages are cleared, so a step stays short. */
 const dropKeysPerStepMax = 20_000;
+/** LMDB reports a short write, which is what a full disk does to it mid-commit, as EIO. An EIO is taken
+ * for lack of room when the disk has less than this free right after it (an LMDB write is at most a
+ * few MiB unless one value is larger); a real I/O error on a disk with room still fails the node. */
+const shortWriteFreeBytesMax = 16 * 1024 * 1024;
+
+/** Why a step found no room: the disk, a quota, or LMDB's map (lmdb-js grows the map, so rare). */
+export type StorageFullReason = 'no_space' | 'quota' | 'map_full';
+
+/**
+ * A step failed for lack of room. Storage is as it was before the step (nothing of it reached the
+ * disk, and what it changed in memory is back), so the same StepWrite may be tried again later.
+ */
+export class StorageFullError extends Error {
+  readonly code = 'StorageFull';
+  constructor(
+    readonly reason: StorageFullReason,
+    cause: unknown,
+  ) {
+    super(`no room to write (${reason}): ${errorMessage(cause)}`, { cause });
+    this.name = 'StorageFullError';
+  }
+}
 
 export interface StepWrite {
   /** Entries to persist; they replace any stored entries at the same or higher indexes. */
@@ -67,6 +96,15 @@ type DeferredDelete = { type: 'range'; topicId: number; from: number; to: number
 
 const noSnapshot = (conf: ConfState): SnapshotMeta => ({ index: 0, term: 0, conf });
 
+export interface LmdbStorageOptions {
+  mapSizeBytes?: number;
+  durability?: 'sync' | 'relaxed';
+  /** Test seams: the segment files to use, and a call made last inside each step's transaction (a
+   * throw there fails the step as a failed commit would). */
+  segmentFiles?: (dir: string) => SegmentFiles;
+  inStepTransaction?: () => void;
+}
+
 function encodeLocation(loc: Location): Buffer {
   const b = Buffer.allocUnsafe(12);
   b.writeUInt32BE(loc.segment, 0);
@@ -98,6 +136,9 @@ export class LmdbStorage implements MessageStore, LogReader {
   private deferredDeletes: DeferredDelete[] = [];
   /** Dropped topics whose index entries are still being cleared, a bounded number per step. */
   private dropping: number[] = [];
+  /** The last step, if it failed: what it took, so that the same write tried again takes the same. */
+  private failedStep: { write: StepWrite; puts: number; deletes: number } | undefined;
+  private readonly inStepTransaction: (() => void) | undefined;
   /** The persisted log's bounds and latest snapshot, kept in memory for the Raft core's reads. */
   private logFirstIndex = 1;
   private logLastIndex = 0;
@@ -111,12 +152,16 @@ export class LmdbStorage implements MessageStore, LogReader {
     /** The data directory: herald.mdb and segments/ are in it. */
     readonly dataDir: string,
     private readonly group: GroupId = 0,
-    options: { mapSizeBytes?: number; durability?: 'sync' | 'relaxed' } = {},
+    options: LmdbStorageOptions = {},
   ) {
     this.root = open({
       path: join(dataDir, 'herald.mdb'),
       maxDbs: 8,
       overlappingSync: false,
+      // Herald batches its own writes (one transaction per step). lmdb-js's batching of an event
+      // turn's writes adds a commit promise of its own that nobody awaits: a failed commit (a full
+      // disk) would reject it unhandled and end the process.
+      eventTurnBatching: false,
       // relaxed: commits reach the OS but are not fsynced; a process crash loses nothing, a power
       // loss or kernel crash may lose the last moments of writes on this node.
       noSync: options.durability === 'relaxed',
@@ -129,7 +174,8 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.meta = this.root.openDB({ name: 'meta', encoding: 'msgpack' });
     this.index = this.root.openDB({ name: 'message-index', encoding: 'binary' });
     this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
-    this.segments = new SegmentFiles(join(dataDir, 'segments'));
+    this.segments = (options.segmentFiles ?? ((dir) => new SegmentFiles(dir)))(join(dataDir, 'segments'));
+    this.inStepTransaction = options.inStepTransaction;
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
     for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
     // Segments nothing points into (their last entry went just before a crash) are garbage.
@@ -294,32 +340,48 @@ export class LmdbStorage implements MessageStore, LogReader {
     return this.putQueue.length > 0 || this.dropping.length > 0;
   }
 
-  /** One durable write transaction. Resolves when it is on disk. */
+  /**
+   * One durable write transaction. Resolves when it is on disk. If it throws, nothing of it is on disk
+   * and storage is as before (see the top of this file); a failure for lack of room throws
+   * StorageFullError, and the same `write` may then be given again: it takes what the failed one took.
+   */
   async step(write: StepWrite): Promise<void> {
     const install = write.install;
-    let puts = this.putQueue;
-    this.putQueue = [];
+    // A retry takes no more than the failed step took: a snapshot must not carry removals applied
+    // after it was taken (see the top of this file); puts queued since go in the next step.
+    const retry = this.failedStep?.write === write ? this.failedStep : undefined;
+    this.failedStep = undefined;
+    const before = {
+      putQueue: this.putQueue,
+      pendingPuts: this.pendingPuts,
+      deferredDeletes: this.deferredDeletes,
+      dropping: [...this.dropping],
+      indexLastKey: this.indexLastKey,
+      segments: this.segments.mark(),
+    };
+    let puts: [number, StoredMessage][] = [];
+    let deletes: DeferredDelete[] = [];
     if (install) {
       // What was applied before is replaced wholesale by the snapshot.
-      this.pendingPuts.clear();
+      this.putQueue = [];
+      this.pendingPuts = new Map();
       this.deferredDeletes = [];
       this.dropping = [];
-      puts = [];
+    } else {
+      [puts, this.putQueue] = takeFirst(this.putQueue, retry?.puts);
+      if (write.snapshot) [deletes, this.deferredDeletes] = takeFirst(this.deferredDeletes, retry?.deletes);
     }
-    const deletes = write.snapshot ? this.deferredDeletes : [];
-    if (write.snapshot) this.deferredDeletes = [];
     const lastWritten = write.entries.length > 0 ? write.entries[write.entries.length - 1]!.index : undefined;
     const truncating = lastWritten !== undefined && lastWritten < this.logLastIndex;
-
-    // Bodies first, into the segment files; the index entries that point at them go in the transaction.
-    const locations = this.segments.append(puts.map(([, m]) => encodeRecord(m)));
-    // A snapshot must only refer to message bodies that are on disk.
-    if (write.snapshot || install) await this.segments.sync();
     const changed = new Set<number>();
-    const addLive = (segment: number, delta: number) => {
-      this.liveCounts.set(segment, (this.liveCounts.get(segment) ?? 0) + delta);
+    /** Live counts as they were before this step, for the segments it changed. */
+    const liveBefore = new Map<number, number | undefined>();
+    const setLive = (segment: number, n: number) => {
+      if (!liveBefore.has(segment)) liveBefore.set(segment, this.liveCounts.get(segment));
+      this.liveCounts.set(segment, n);
       changed.add(segment);
     };
+    const addLive = (segment: number, delta: number) => setLive(segment, (this.liveCounts.get(segment) ?? 0) + delta);
     const unindex = (key: [number, number]) => {
       const old = this.index.getBinaryFast(key);
       if (!old) return;
@@ -327,67 +389,99 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.index.removeSync(key);
     };
 
-    const commitStartedMs = performance.now();
-    await this.root.transaction(() => {
-      if (install) {
-        // The leader's snapshot replaces everything this node had.
-        this.index.clearSync();
-        for (const id of this.liveCounts.keys()) {
-          this.liveCounts.set(id, 0);
-          changed.add(id);
-        }
-        for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
-        this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.received.state) });
-        const r = install.received.records;
-        for (let i = 0; i < r.size; i++) {
-          const loc = { segment: r.segments[i]!, offset: r.offsets[i]!, length: r.lengths[i]! };
-          this.index.putSync([r.topicIds[i]!, r.seqs[i]!], encodeLocation(loc));
-          addLive(loc.segment, 1);
-        }
-        this.indexLastKey = [0, 0];
-        for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
-      }
-      for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
-      if (truncating) {
-        // A new leader replaced our tail: entries past the new last one are gone.
-        for (const key of this.log.getKeys({ start: [this.group, lastWritten + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
-          this.log.removeSync(key);
-        }
-      }
-      if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
-      for (let i = 0; i < puts.length; i++) {
-        const key: [number, number] = [puts[i]![0], puts[i]![1].seq];
-        const last = this.indexLastKey;
-        if (key[0] > last[0] || (key[0] === last[0] && key[1] > last[1])) {
-          this.index.putSync(key, encodeLocation(locations[i]!), { append: true });
-          this.indexLastKey = key;
-        } else {
-          unindex(key); // a replayed put replaces the copy written before the restart
-          this.index.putSync(key, encodeLocation(locations[i]!));
-        }
-        addLive(locations[i]!.segment, 1);
-      }
-      if (write.snapshot) {
-        const { meta, state, compactTo } = write.snapshot;
-        this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
-        for (const d of deletes) {
-          if (d.type === 'range') for (let seq = d.from; seq < d.to; seq++) unindex([d.topicId, seq]);
-          else this.dropping.push(d.topicId);
-        }
-        for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
-          this.log.removeSync(key);
-        }
-      }
-      this.clearDropping(unindex);
-      for (const id of changed) {
-        const n = this.liveCounts.get(id)!;
-        assert(n >= 0, `segment ${id} live count went negative`);
-        if (n === 0) this.segmentLive.removeSync(id);
-        else this.segmentLive.putSync(id, n);
-      }
-    });
-    noteFsync(commitStartedMs);
+    let appended = false;
+    try {
+      // Bodies first, into the segment files; the index entries that point at them go in the transaction.
+      const locations = this.segments.append(puts.map(([, m]) => encodeRecord(m)));
+      appended = true;
+      // A snapshot must only refer to message bodies that are on disk.
+      if (write.snapshot || install) await this.segments.sync();
 
+      const commitStartedMs = performance.now();
+      await this.root.childTransaction(() => {
+        if (install) {
+          // The leader's snapshot replaces everything this node had.
+          this.index.clearSync();
+          for (const id of this.liveCounts.keys()) setLive(id, 0);
+          for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
+          this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.received.state) });
+          const r = install.received.records;
+          for (let i = 0; i < r.size; i++) {
+            const loc = { segment: r.segments[i]!, offset: r.offsets[i]!, length: r.lengths[i]! };
+            this.index.putSync([r.topicIds[i]!, r.seqs[i]!], encodeLocation(loc));
+            addLive(loc.segment, 1);
+          }
+          this.indexLastKey = [0, 0];
+          for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
+        }
+        for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
+        if (truncating) {
+          // A new leader replaced our tail: entries past the new last one are gone.
+          for (const key of this.log.getKeys({ start: [this.group, lastWritten + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
+            this.log.removeSync(key);
+          }
+        }
+        if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
+        for (let i = 0; i < puts.length; i++) {
+          const key: [number, number] = [puts[i]![0], puts[i]![1].seq];
+          const last = this.indexLastKey;
+          if (key[0] > last[0] || (key[0] === last[0] && key[1] > last[1])) {
+            this.index.putSync(key, encodeLocation(locations[i]!), { append: true });
+            this.indexLastKey = key;
+          } else {
+            unindex(key); // a replayed put replaces the copy written before the restart
+            this.index.putSync(key, encodeLocation(locations[i]!));
+          }
+          addLive(locations[i]!.segment, 1);
+        }
+        if (write.snapshot) {
+          const { meta, state, compactTo } = write.snapshot;
+          this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
+          for (const d of deletes) {
+            if (d.type === 'range') for (let seq = d.from; seq < d.to; seq++) unindex([d.topicId, seq]);
+            else this.dropping.push(d.topicId);
+          }
+          for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
+            this.log.removeSync(key);
+          }
+        }
+        this.clearDropping(unindex);
+        for (const id of changed) {
+          const n = this.liveCounts.get(id)!;
+          assert(n >= 0, `segment ${id} live count went negative`);
+          if (n === 0) this.segmentLive.removeSync(id);
+          else this.segmentLive.putSync(id, n);
+        }
+        this.inStepTransaction?.();
+      });
+      noteFsync(commitStartedMs);
+    } catch (error) {
+      // Read before the segments are cut back, which frees room again.
+      const space = filesystemSpace(this.dataDir);
+      try {
+        // Puts and removals queued during the step stay behind the ones it took, as before.
+        this.putQueue = [...(install ? before.putQueue : puts), ...this.putQueue];
+        this.deferredDeletes = [...(install ? before.deferredDeletes : deletes), ...this.deferredDeletes];
+        if (install) this.pendingPuts = mergePending(before.pendingPuts, this.pendingPuts);
+        this.dropping = before.dropping;
+        this.indexLastKey = before.indexLastKey;
+        for (const [id, n] of liveBefore) {
+          if (n === undefined) this.liveCounts.delete(id);
+          else this.liveCounts.set(id, n);
+        }
+        // Unless a snapshot stream from the leader appended after us meanwhile (appendReceived): then our
+        // bytes stay, pointed at by nothing, and the retry appends after them.
+        if (this.segments.appendsSince(before.segments) === (appended ? 1 : 0)) this.segments.rollback(before.segments);
+      } catch (undoError) {
+        throw new Error(`a storage step failed (${errorMessage(error)}) and could not be undone: ${errorMessage(undoError)}`, { cause: error });
+      }
+      this.failedStep = { write, puts: puts.length, deletes: deletes.length };
+      const cause = await commitFailure(error);
+      const reason = outOfSpaceReason(cause, space?.availBytes);
+      throw reason ? new StorageFullError(reason, cause) : cause;
+    }
+
+    // The transaction is on disk: from here on, the in-memory view of the log follows it.
     if (install) {
       this.snapshotMeta = install.meta;
       this.logFirstIndex = install.meta.index + 1;
@@ -454,6 +548,51 @@ export class LmdbStorage implements MessageStore, LogReader {
     await this.root.close();
     this.segments.close();
   }
+}
+
+/** The first `n` items (all when n is undefined) and the rest; no copy when it takes all. */
+function takeFirst<T>(items: T[], n: number | undefined): [T[], T[]] {
+  if (n === undefined || n >= items.length) return [items, []];
+  return [items.slice(0, n), items.slice(n)];
+}
+
+/** Pending puts from before a failed install, under those made since (which are newer). */
+function mergePending(older: Map<number, Map<number, StoredMessage>>, newer: Map<number, Map<number, StoredMessage>>): Map<number, Map<number, StoredMessage>> {
+  for (const [topicId, messages] of newer) {
+    const topic = older.get(topicId);
+    if (!topic) older.set(topicId, messages);
+    else for (const [seq, m] of messages) topic.set(seq, m);
+  }
+  return older;
+}
+
+/** lmdb-js rejects a failed commit with a generic error; the real one is in its `commitError` promise. */
+async function commitFailure(error: unknown): Promise<unknown> {
+  const real = (error as { commitError?: Promise<unknown> } | null)?.commitError;
+  if (!real || typeof real.then !== 'function') return error;
+  return real.then(
+    () => error,
+    (e: unknown) => e,
+  );
+}
+
+/**
+ * Whether an error means there was no room: Node's ENOSPC and EDQUOT (string codes), lmdb-js's errno
+ * numbers and MDB_MAP_FULL, and LMDB's EIO for a short write when the disk is (nearly) full.
+ */
+export function outOfSpaceReason(error: unknown, availBytes: number | undefined): StorageFullReason | undefined {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  const text = typeof message === 'string' ? message : '';
+  const errno = constants.errno;
+  if (code === 'ENOSPC' || code === errno.ENOSPC || /no space left on device/i.test(text)) return 'no_space';
+  if (code === 'EDQUOT' || code === errno.EDQUOT || /quota exceeded/i.test(text)) return 'quota';
+  if (code === -30792 || /MDB_MAP_FULL/.test(text)) return 'map_full';
+  if ((code === 'EIO' || code === errno.EIO) && availBytes !== undefined && availBytes < shortWriteFreeBytesMax) return 'no_space';
+  return undefined;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 // Log entry layout: [term: float64][type: u8][data]. Binary, so the raft transport can ship it as is.

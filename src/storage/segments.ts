@@ -8,8 +8,12 @@
  * Raft log; a restart replays the log from the last snapshot and writes again any message applied
  * after it. Before a snapshot is written, the segments are synced (`sync`), so every message the
  * snapshot's state refers to is on disk.
+ *
+ * A write that fails (ENOSPC) is undone: `append` takes back what it wrote before it throws, and a
+ * caller whose later step fails takes back a whole append with `mark`/`rollback`, so a retry lands at
+ * the same offsets and no bytes nothing points at are left behind.
  */
-import { closeSync, fdatasync, fstatSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
@@ -31,6 +35,15 @@ export interface Location {
   segment: number;
   offset: number;
   length: number;
+}
+
+/** Where appends stood at some moment (see `SegmentFiles.mark`). */
+export interface SegmentMark {
+  readonly active: number;
+  readonly size: number;
+  readonly unsynced: readonly number[];
+  /** Appends made before it. */
+  readonly appends: number;
 }
 
 // Record layout: [f64 publishTimeMs][f64 visibleAtMs][u8 encoding 0 utf8 | 1 base64][u32 metaLength]
@@ -87,8 +100,10 @@ export class SegmentFiles {
   private readonly readFds = new Map<number, number>();
   /** Segments written since the last sync. */
   private unsynced = new Set<number>();
-  /** The last block read; records are immutable once written, so its bytes stay valid. */
+  /** The last block read; records are immutable once written (or rolled back), so its bytes stay valid. */
   private block: { segment: number; offset: number; bytes: Buffer } | null = null;
+  /** Appends made so far (those that succeeded). */
+  private appends = 0;
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
@@ -114,8 +129,21 @@ export class SegmentFiles {
     return join(this.dir, `${String(id).padStart(10, '0')}.seg`);
   }
 
-  /** Appends records (each a list of buffers) in one write; returns where each landed. */
+  /** Appends records (each a list of buffers) in one write; returns where each landed. All or nothing:
+   * if a write fails, what this call wrote is taken back before the error is thrown. */
   append(records: Buffer[][]): Location[] {
+    const mark = this.mark();
+    try {
+      const out = this.appendAll(records);
+      this.appends++;
+      return out;
+    } catch (error) {
+      this.rollback(mark);
+      throw error;
+    }
+  }
+
+  private appendAll(records: Buffer[][]): Location[] {
     const out: Location[] = [];
     let batch: Buffer[] = [];
     let batchBytes = 0;
@@ -124,7 +152,7 @@ export class SegmentFiles {
       let written = 0;
       while (written < batchBytes) {
         // writev may write less than asked; continue from where it stopped.
-        const n = writevSync(this.activeFd, written === 0 ? batch : sliceBuffers(batch, written));
+        const n = this.write(this.activeFd, written === 0 ? batch : sliceBuffers(batch, written));
         written += n;
       }
       this.unsynced.add(this.activeId);
@@ -147,13 +175,63 @@ export class SegmentFiles {
     return out;
   }
 
+  /** One writev(2): bytes written, maybe fewer than given. (Tests override it to fail like a full disk.) */
+  protected write(fd: number, buffers: Buffer[]): number {
+    return writevSync(fd, buffers);
+  }
+
   private rotate(): void {
+    // Open the next one first: if that fails, the active segment is still open and still active.
+    const fd = openSync(this.path(this.activeId + 1), 'a+');
     this.unsynced.add(this.activeId);
-    // The old active fd stays usable for reads through the read cache; close it here.
+    // Reads of the old active segment go through the read cache from now on; close it here.
     closeSync(this.activeFd);
     this.activeId++;
-    this.activeFd = openSync(this.path(this.activeId), 'a+');
+    this.activeFd = fd;
     this.activeSize = 0;
+  }
+
+  /** Where appends stand now, for `rollback`. */
+  mark(): SegmentMark {
+    return { active: this.activeId, size: this.activeSize, unsynced: [...this.unsynced], appends: this.appends };
+  }
+
+  /** Appends made since `mark`: a caller rolls back only over its own. */
+  appendsSince(mark: SegmentMark): number {
+    return this.appends - mark.appends;
+  }
+
+  /**
+   * Takes back every append since `mark` (whose index entries never made it to disk): segments opened
+   * since are removed and the segment active then is cut back to its size then, so the next append
+   * writes at the same place again.
+   */
+  rollback(mark: SegmentMark): void {
+    // The cached block may hold bytes past the mark, which the next append overwrites.
+    this.block = null;
+    if (this.activeId !== mark.active) {
+      const fd = openSync(this.path(mark.active), 'a+');
+      closeSync(this.activeFd);
+      for (let id = mark.active + 1; id <= this.activeId; id++) {
+        const readFd = this.readFds.get(id);
+        if (readFd !== undefined) {
+          closeSync(readFd);
+          this.readFds.delete(id);
+        }
+        this.unsynced.delete(id);
+        try {
+          unlinkSync(this.path(id));
+        } catch {
+          /* never created */
+        }
+      }
+      this.activeId = mark.active;
+      this.activeFd = fd;
+    }
+    ftruncateSync(this.activeFd, mark.size);
+    this.activeSize = mark.size;
+    // A sync that failed since took these off the list; they still need one.
+    for (const id of mark.unsynced) this.unsynced.add(id);
   }
 
   /** A record's bytes. The returned buffer may be a view into a shared block: copy what you keep long. */
