@@ -60,9 +60,12 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   }
   // Members' HTTP addresses, for forwarding to the leader; kept current as members join and leave.
   const peerHttp = new Map<number, string>();
+  // Before the node: a write that finds no room while the log is replayed at start holds it full too.
+  const disk = new DiskGuard(config.dataDir, config.storage);
   const node = new HeraldNode({
     dataDir: config.dataDir,
     durability: config.durability,
+    writeFailures: disk,
     ...(cluster
       ? {
           nodeId: cluster.nodeId,
@@ -90,7 +93,6 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
   if (!auth.enabled) {
     console.error(`herald: authentication is OFF: every client may do everything. On a shared network use --auth on --admin-token <token> (HERALD_AUTH=on, HERALD_ADMIN_TOKEN).`);
   }
-  const disk = new DiskGuard(config.dataDir, config.storage);
   const app = buildApp({ node, pull, push, auth, disk, ...(config.tls ? { tls: config.tls } : {}), leaderUrl: (id) => peerHttp.get(id), allowPrivateWebhooks: config.allowPrivateWebhooks, wsPingIntervalMs: wsPingIntervalMs() });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
@@ -111,6 +113,9 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
     async close() {
       stopMemoryReducer();
       pull.shutdown();
+      // A write waiting for room holds the requests that wait on it open: give it up first, so that
+      // they are answered (503) and the HTTP server can close.
+      if (node.writeStalled) await node.close();
       await app.close();
       await push.drain(shutdownDrainMs);
       await node.handOver();

@@ -86,12 +86,18 @@ const fsyncDuration = new Histogram(
   [],
   diskBuckets,
 );
+const storageWriteFailures = new Counter(
+  'herald_storage_write_failures_total',
+  'Storage steps that failed, by reason: no_space, quota, map_full (undone and tried again; publishes are refused meanwhile), other (the node stops).',
+  ['reason'],
+);
 
 for (const kind of ['consumer', 'tail', 'proxy'] as const) {
   websocketConnections.add(0, kind);
   websocketOpened.child(kind);
 }
 for (const kind of ['taken', 'sent', 'installed']) snapshots.child(kind);
+for (const reason of ['no_space', 'quota', 'map_full', 'other']) storageWriteFailures.child(reason);
 leaderChanges.child();
 appendedEntries.child();
 appendedBytes.child();
@@ -174,6 +180,11 @@ export function noteAppend(startedMs: number, entries: readonly { data: Uint8Arr
 
 export function noteFsync(startedMs: number): void {
   fsyncDuration.child().observe((performance.now() - startedMs) / 1000);
+}
+
+/** A storage step failed (each attempt counts). */
+export function noteStorageWriteFailure(reason: 'no_space' | 'quota' | 'map_full' | 'other'): void {
+  storageWriteFailures.child(reason).inc();
 }
 
 /** One in this many acked messages is timed (the first of each ack command always is). */
@@ -455,6 +466,7 @@ const all: Exportable[] = [
   appendedEntries,
   appendedBytes,
   fsyncDuration,
+  storageWriteFailures,
   ...collected,
 ];
 // prom-client's Registry takes any object with a name and get() (it is duck-typed).

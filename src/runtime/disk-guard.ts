@@ -7,8 +7,14 @@
  * publishes are refused with 503 `Unavailable` (Retry-After) while everything stored stays readable
  * and deliverable, and pulls, acks and deletes — which need little room and free some — go on. Once
  * space returns (retention, deleted topics, an operator), publishing resumes by itself.
+ *
+ * A write can still fail for lack of room between two checks (a burst, another process filling the
+ * disk, a reserve of 0). The driver then retries it and tells the guard (`noteWriteFailed`), which
+ * holds the node full until a write succeeds again and a check finds room. Meanwhile everything that
+ * needs this node's disk waits for that write, not only publishes (see runtime/herald-node.ts).
  */
 import { filesystemSpace, segmentUsage } from '../storage/usage.js';
+import type { WriteFailureListener } from './herald-node.js';
 
 export interface DiskGuardOptions {
   /** Free bytes the filesystem must keep. */
@@ -18,8 +24,10 @@ export interface DiskGuardOptions {
   checkIntervalMs?: number;
 }
 
-export class DiskGuard {
+export class DiskGuard implements WriteFailureListener {
   private fullReason: string | undefined;
+  /** Why the last write failed, while it has not succeeded since. */
+  private writeFailure: string | undefined;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -33,7 +41,16 @@ export class DiskGuard {
 
   /** Why publishing is refused now; undefined when there is room. */
   get full(): string | undefined {
-    return this.fullReason;
+    return this.writeFailure ?? this.fullReason;
+  }
+
+  noteWriteFailed(reason: string): void {
+    this.writeFailure = reason;
+  }
+
+  noteWriteSucceeded(): void {
+    this.writeFailure = undefined;
+    this.check();
   }
 
   check(): void {

@@ -5,6 +5,12 @@
  * transaction with one fsync (every proposal that arrived meanwhile shares it: group commit), only
  * then sends the core's messages, and advances the core. Time enters here and only here: the tick
  * timer, and `clock`, stamped into each command.
+ *
+ * A write that fails for lack of room (StorageFullError: storage has undone it) does not stop the
+ * node: the driver tells the disk guard, which refuses publishes, and writes the same step again after
+ * a pause (growing to 2 s) until it succeeds, without advancing the core meanwhile. A leader goes on
+ * sending appends and heartbeats and applying what a majority of followers commits; what needs its own
+ * disk waits. Any other storage failure stops the node (`fail`).
  */
 import { createHash } from 'node:crypto';
 import { assert } from '../core/assert.js';
@@ -14,12 +20,14 @@ import type { Command, StampedCommand } from '../core/broker/commands.js';
 import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
 import { EntryType, type Entry, type NodeId, type SnapshotMeta } from '../core/raft/types.js';
-import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, type ReceivedSnapshot } from '../storage/lmdb-storage.js';
+import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, StorageFullError, type ReceivedSnapshot, type StepWrite } from '../storage/lmdb-storage.js';
 import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
-import { noteAppend, noteApplied, noteLeader, noteSnapshot } from '../metrics/registry.js';
+import { noteAppend, noteApplied, noteLeader, noteSnapshot, noteStorageWriteFailure } from '../metrics/registry.js';
 
 /** How long removals may wait for a snapshot before one is taken for them. */
 const deletesSnapshotDelayMs = 5000;
+/** Pauses before a write that found no room is tried again: doubling from the first to the last. */
+const writeRetryDefaults = { firstMs: 100, maxMs: 2000 };
 
 export class NodeUnavailableError extends Error {
   constructor(message: string) {
@@ -42,6 +50,12 @@ export class NotLeaderError extends Error {
     super(leaderHint ? `node ${leaderHint} leads` : 'no leader');
     this.name = 'NotLeaderError';
   }
+}
+
+/** Told when storage writes start failing for lack of room and when one succeeds again (the disk guard). */
+export interface WriteFailureListener {
+  noteWriteFailed(reason: string): void;
+  noteWriteSucceeded(): void;
 }
 
 interface Waiter {
@@ -76,6 +90,10 @@ export interface HeraldNodeOptions {
   housekeepingIntervalMs?: number;
   /** Entries between broker snapshots (default limits.snapshotEntriesInterval). */
   snapshotEntriesInterval?: number;
+  /** Told when writes fail for lack of room and when they work again. */
+  writeFailures?: WriteFailureListener;
+  /** Pauses before a write that found no room is tried again (default 100 ms doubling to 2 s). */
+  writeRetry?: { firstMs: number; maxMs: number };
 }
 
 
@@ -117,6 +135,12 @@ export class HeraldNode {
   private readonly snapshotEntriesInterval: number;
   private readonly addresses: Map<NodeId, string>;
   private readonly onAddresses: (addresses: Map<NodeId, string>) => void;
+  private readonly writeFailures: WriteFailureListener | undefined;
+  private readonly writeRetry: { firstMs: number; maxMs: number };
+  /** Since when writes fail for lack of room, and how many attempts did (undefined: they work). */
+  private writeStall: { sinceMs: number; attempts: number } | undefined;
+  /** Ends the pause before a write is tried again (close() calls it). */
+  private endWritePause: (() => void) | undefined;
 
   constructor(options: HeraldNodeOptions) {
     this.id = options.nodeId ?? 1;
@@ -127,6 +151,8 @@ export class HeraldNode {
     this.snapshotEntriesInterval = options.snapshotEntriesInterval ?? limits.snapshotEntriesInterval;
     this.addresses = new Map(options.addresses ?? []);
     this.onAddresses = options.onAddresses ?? (() => {});
+    this.writeFailures = options.writeFailures;
+    this.writeRetry = options.writeRetry ?? writeRetryDefaults;
     this.storage = new LmdbStorage(options.dataDir, 0, { durability: options.durability ?? 'sync' });
     this.machine = new BrokerMachine(this.storage);
     const empty = { voters: [], learners: [] };
@@ -228,6 +254,11 @@ export class HeraldNode {
       snapshotIndex: this.snapshotIndex,
       members: [...conf.voters.map((id) => member(id, false)), ...conf.learners.map((id) => member(id, true))],
     };
+  }
+
+  /** Whether storage writes fail for lack of room now (the node retries them; see the top of this file). */
+  get writeStalled(): boolean {
+    return this.writeStall !== undefined;
   }
 
   /** What the metrics read when scraped: the data directory, the stored log's bounds, the writes waiting. */
@@ -351,7 +382,15 @@ export class HeraldNode {
       const early = this.raft.role === 'leader' ? messages.filter((m) => m.type === 'append' || m.type === 'heartbeat') : [];
       if (early.length > 0) this.send(early);
       const stepStartedMs = performance.now();
-      await this.storage.step({ entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) });
+      const write: StepWrite = { entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) };
+      if (!(await this.persist(write))) {
+        // Closed while the write waited for room: it never reached the disk, so nothing waiting on it
+        // is answered from here (on a group, a majority of followers may still commit some of it, as
+        // after any leader's stop).
+        for (const w of this.waiters.values()) w.reject(new NodeUnavailableError('node is shutting down; its last write found no room on disk'));
+        this.waiters.clear();
+        break;
+      }
       noteAppend(stepStartedMs, ready.entries);
       const late = early.length > 0 ? messages.filter((m) => m.type !== 'append' && m.type !== 'heartbeat') : messages;
       if (late.length > 0) this.send(this.streamSnapshotsAside(late));
@@ -361,6 +400,57 @@ export class HeraldNode {
     }
     this.stepping = false;
     for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /**
+   * Writes a step. One that finds no room is tried again, the same write, after a pause, until it
+   * succeeds (true) or the node closes (false). `ready` is not asked again meanwhile: its committed
+   * entries are applied, its early messages sent and its snapshot taken, and they must not be twice.
+   */
+  private async persist(write: StepWrite): Promise<boolean> {
+    for (;;) {
+      try {
+        await this.storage.step(write);
+      } catch (error) {
+        if (!(error instanceof StorageFullError)) {
+          noteStorageWriteFailure('other');
+          throw error;
+        }
+        noteStorageWriteFailure(error.reason);
+        const stall = (this.writeStall ??= { sinceMs: Date.now(), attempts: 0 });
+        if (stall.attempts++ === 0) {
+          console.warn(`herald: a storage write failed for lack of room (${error.message}); publishes are refused and the write is retried until there is room`);
+          this.writeFailures?.noteWriteFailed(`a write to disk failed for lack of room (${error.reason})`);
+        }
+        const pauseMs = Math.min(this.writeRetry.maxMs, this.writeRetry.firstMs * 2 ** Math.min(stall.attempts - 1, 30));
+        if (!(await this.pauseBeforeRetry(pauseMs))) return false;
+        continue;
+      }
+      if (this.writeStall) {
+        const { sinceMs, attempts } = this.writeStall;
+        this.writeStall = undefined;
+        console.warn(`herald: storage writes work again, after ${attempts} failed attempts over ${((Date.now() - sinceMs) / 1000).toFixed(1)} s`);
+        this.writeFailures?.noteWriteSucceeded();
+      }
+      return true;
+    }
+  }
+
+  /** Resolves true after `ms`, or false at once if the node closes meanwhile. */
+  private pauseBeforeRetry(ms: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.endWritePause = undefined;
+        resolve(true);
+      }, ms);
+      timer.unref(); // a stop must not wait for it
+      this.endWritePause = () => {
+        clearTimeout(timer);
+        this.endWritePause = undefined;
+        resolve(false);
+      };
+    });
   }
 
   /** Takes snapshot messages out of a batch and streams each (the core leaves their data to the driver). */
@@ -592,11 +682,12 @@ export class HeraldNode {
     console.error('herald: storage step failed', error);
   }
 
-  /** Stops taking proposals, lets the outstanding step finish, closes storage. */
+  /** Stops taking proposals, lets the outstanding step finish (one waiting for room is given up), closes storage. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    this.endWritePause?.();
     if (this.stepping) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.storage.close();
   }

@@ -51,7 +51,7 @@ export class StorageFullError extends Error {
     readonly reason: StorageFullReason,
     cause: unknown,
   ) {
-    super(`no room to write (${reason}): ${errorMessage(cause)}`, { cause });
+    super(`${reason}: ${errorMessage(cause)}`, { cause });
     this.name = 'StorageFullError';
   }
 }
