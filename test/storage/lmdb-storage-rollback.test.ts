@@ -3,9 +3,9 @@
 // successful step would have: every message readable, index and live counts alike, segment files of
 // the same lengths, and a reopened store the same. Method: each case runs the same sequence on two
 // stores, one where a step fails once (a SegmentFiles whose writev runs out of room half-way, a throw
-// inside the LMDB transaction, or a real full tmpfs under LMDB) and one where nothing fails, and
-// compares them after the retry and again after reopening both. Segments are 64 KiB, so a step's
-// bodies span several segment files.
+// inside the LMDB transaction, or a real full tmpfs under LMDB: that case needs root, and fails
+// without it) and one where nothing fails, and compares them after the retry and again after
+// reopening both. Segments are 64 KiB, so a step's bodies span several segment files.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,11 @@ type Storage = InstanceType<typeof LmdbStorage>;
 const conf: ConfState = { voters: [1], learners: [] };
 const state = { topics: [] } as unknown as BrokerSnapshot;
 const cleanups: (() => void | Promise<void>)[] = [];
+/** Stores open now: closed after each test, before the cleanups (unmount, removal). */
+const opened = new Set<Storage>();
 afterEach(async () => {
+  for (const s of opened) await s.close();
+  opened.clear();
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
@@ -38,16 +42,13 @@ function tempDir(): string {
 function open(dir: string, options: LmdbStorageOptions = {}): Storage {
   const s = new LmdbStorage(dir, 0, options);
   s.load(conf);
-  let closed = false;
-  cleanups.push(async () => {
-    if (!closed) await s.close();
-  });
-  const close = s.close.bind(s);
-  s.close = async () => {
-    closed = true;
-    await close();
-  };
+  opened.add(s);
   return s;
+}
+
+async function close(s: Storage): Promise<void> {
+  opened.delete(s);
+  await s.close();
 }
 
 function message(seq: number, bytes = 4096): StoredMessage {
@@ -113,8 +114,8 @@ async function expectSame(a: { s: Storage; dir: string }, b: { s: Storage; dir: 
 
 /** Reopens both stores from disk and compares again. */
 async function expectSameAfterReopen(a: { s: Storage; dir: string }, b: { s: Storage; dir: string }, topics: Record<number, number>) {
-  await a.s.close();
-  await b.s.close();
+  await close(a.s);
+  await close(b.s);
   const a2 = { s: open(a.dir), dir: a.dir };
   const b2 = { s: open(b.dir), dir: b.dir };
   await expectSame(a2, b2, topics);
@@ -343,6 +344,5 @@ test('an LMDB commit that finds the disk full (a real tmpfs) is undone, is Stora
   await clean.s.step(write);
   await expectSame(failing, clean, { 1: 30 });
   expect(failing.s.entries(3, 11, Infinity).map((e) => e.data.length)).toEqual(Array(8).fill(512 * 1024));
-  const reopened = await expectSameAfterReopen(failing, clean, { 1: 30 });
-  await reopened.a.s.close();
+  await expectSameAfterReopen(failing, clean, { 1: 30 });
 });
