@@ -16,6 +16,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { filesystemSpace, segmentUsage } from '../storage/usage.js';
+import type { StorageFullReason } from '../storage/lmdb-storage.js';
 import { join } from 'node:path';
 import { collectDefaultMetrics, register } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
@@ -97,7 +98,7 @@ for (const kind of ['consumer', 'tail', 'proxy'] as const) {
   websocketOpened.child(kind);
 }
 for (const kind of ['taken', 'sent', 'installed']) snapshots.child(kind);
-for (const reason of ['no_space', 'quota', 'map_full', 'other']) storageWriteFailures.child(reason);
+for (const reason of ['no_space', 'quota', 'map_full', 'other'] satisfies (StorageFullReason | 'other')[]) storageWriteFailures.child(reason);
 leaderChanges.child();
 appendedEntries.child();
 appendedBytes.child();
@@ -183,7 +184,7 @@ export function noteFsync(startedMs: number): void {
 }
 
 /** A storage step failed (each attempt counts). */
-export function noteStorageWriteFailure(reason: 'no_space' | 'quota' | 'map_full' | 'other'): void {
+export function noteStorageWriteFailure(reason: StorageFullReason | 'other'): void {
   storageWriteFailures.child(reason).inc();
 }
 
