@@ -7,9 +7,10 @@
  */
 import type { WebSocket } from 'ws';
 import type { HeraldNode } from '../runtime/herald-node.js';
-import { renderMessage } from '../http/render.js';
+import { estimateBytes, writeTailMessageFrame } from '../http/render.js';
+import type { WireBuffer } from '../http/wire-buffer.js';
 import { wsLimits } from './ws-limits.js';
-import { BatchSizer, closeCodes, isBackedUp, sendError, sendFrames, whenDrained } from './ws-socket.js';
+import { BatchSizer, closeCodes, isBackedUp, sendError, TextFrameBatch, whenDrained } from './ws-socket.js';
 
 /** How often tails look again without being told: a deleted topic announces nothing. */
 const housekeepingMs = 500;
@@ -102,17 +103,21 @@ export class TopicTail {
         this.stop(closeCodes.normal, `topic ${this.topic} was deleted`);
         return;
       }
-      const frames: string[] = [];
+      let size = 256;
+      for (const m of r.messages) size += estimateBytes(m);
+      const frames = new TextFrameBatch(size);
       if (r.firstSeq > this.next) {
-        frames.push(JSON.stringify({ type: 'gap', requested: this.next, firstAvailable: r.firstSeq }));
+        frames.add(writeJson, { type: 'gap', requested: this.next, firstAvailable: r.firstSeq });
         this.next = r.firstSeq;
       }
-      for (const m of r.messages) frames.push(JSON.stringify({ type: 'message', ...renderMessage(r.topicId, m) }));
+      const topicId = r.topicId;
+      const writeMessage = (w: WireBuffer, m: (typeof r.messages)[number]) => writeTailMessageFrame(w, topicId, m);
+      for (const m of r.messages) frames.add(writeMessage, m);
       const last = r.messages[r.messages.length - 1];
       if (last) this.next = last.seq + 1;
       // Seqs with no stored message (none expected) are stepped over rather than read forever.
       else if (r.lastSeq >= this.next) this.next = r.lastSeq + 1;
-      if (frames.length > 0) this.sizer.record(sendFrames(this.socket, frames), frames.length);
+      if (frames.frames > 0) this.sizer.record(frames.send(this.socket), frames.frames);
       if (r.messages.length === 0) return; // caught up: a `published` effect wakes us
     }
     // More to send: yield to other sockets and requests first.
@@ -127,4 +132,8 @@ export class TopicTail {
     if (topicGone) sendError(this.socket, 'TopicNotFound', topicGone);
     if (this.socket.readyState === this.socket.OPEN) this.socket.close(code, topicGone?.slice(0, 120));
   }
+}
+
+function writeJson(w: WireBuffer, value: unknown): void {
+  w.text(JSON.stringify(value));
 }

@@ -5,7 +5,7 @@
  */
 import type { Delivery } from '../core/broker/machine.js';
 import { messageId, type PushConfig } from '../core/broker/types.js';
-import { dataBytes, isoTime, pushMessageJson } from '../http/render.js';
+import { dataBytes, isoTime, pushMessageBody } from '../http/render.js';
 import { signatureHeaders } from './webhook-signature.js';
 
 export interface WebhookRequest {
@@ -43,7 +43,7 @@ export function buildWebhookRequest(
   const headers: Record<string, string> = { ...push.headers };
   let body: Buffer | string;
   if (push.format === 'json') {
-    body = pushMessageJson(d);
+    body = pushMessageBody(d);
     headers['content-type'] = 'application/json';
   } else {
     body = dataBytes(m);

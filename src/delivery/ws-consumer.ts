@@ -12,10 +12,10 @@
 import { WebSocket, type RawData } from 'ws';
 import type { Delivery, Reply } from '../core/broker/machine.js';
 import { NotLeaderError, NodeUnavailableError, type HeraldNode } from '../runtime/herald-node.js';
-import { messageFrameJson } from '../http/render.js';
+import { estimateBytes, writeMessageFrame } from '../http/render.js';
 import { parseClientFrame } from './ws-frames.js';
 import { wsLimits } from './ws-limits.js';
-import { BatchSizer, closeCodes, isBackedUp, sendError, sendFrames, whenDrained } from './ws-socket.js';
+import { BatchSizer, closeCodes, isBackedUp, sendError, TextFrameBatch, whenDrained } from './ws-socket.js';
 import { countSettled, noteDeliveries } from '../metrics/registry.js';
 
 /** How often every session is looked at again: leadership, the subscription's existence, and a wake-up
@@ -200,10 +200,13 @@ export class ConsumerSession {
   }
 
   private send(deliveries: Delivery[], leaseEndsAtMs: number): void {
-    const frames = deliveries.map(messageFrameJson);
+    let size = 0;
+    for (const d of deliveries) size += estimateBytes(d.message);
+    const batch = new TextFrameBatch(size);
+    for (const d of deliveries) batch.add(writeMessageFrame, d);
     for (const d of deliveries) this.leases.set(d.ackId, leaseEndsAtMs);
     this.credits -= deliveries.length;
-    this.sizer.record(sendFrames(this.socket, frames), frames.length);
+    this.sizer.record(batch.send(this.socket), batch.frames);
     noteDeliveries('websocket', this.subscription, 'sent', deliveries.length);
   }
 

@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import type { ErrorCode } from '../http/errors.js';
+import { WireBuffer } from '../http/wire-buffer.js';
 import { wsLimits } from './ws-limits.js';
 
 /** RFC 6455 close codes Herald uses. */
@@ -58,26 +59,58 @@ export function sendError(socket: WebSocket, code: ErrorCode, message: string): 
   socket.send(JSON.stringify({ type: 'error', code, message }));
 }
 
+/** Payloads are written here first, to learn their length before their frame header. */
+const payloadScratch = new WireBuffer(64 * 1024);
+
 /**
- * Sends frames as one write: the underlying socket is corked around them, so a batch of small
- * messages costs one syscall instead of one each. Returns the characters sent.
+ * Text frames built straight into one buffer and written to the connection in one write: a batch of
+ * messages costs one copy and one syscall, and no string is made of any of them. The bytes go out on
+ * ws's own TCP socket (`_socket`), unmasked as a server's frames are. That is safe beside ws's sender
+ * because permessage-deflate is off (websocket.ts) and we send no Blobs: ws then writes each of its
+ * own frames (pings, closes, errors) whole and at once, so nothing can land inside one of ours.
  */
-export function sendFrames(socket: WebSocket, frames: string[]): number {
-  if (socket.readyState !== WebSocket.OPEN) return 0;
-  // `_socket` is ws's own handle on the connection; cork/uncork nest, so ws's per-frame corking inside
-  // send() does not flush early.
-  const raw = (socket as unknown as { _socket?: Socket })._socket;
-  raw?.cork();
-  let chars = 0;
-  try {
-    for (const f of frames) {
-      socket.send(f);
-      chars += f.length;
-    }
-  } finally {
-    raw?.uncork();
+export class TextFrameBatch {
+  private readonly out: WireBuffer;
+  frames = 0;
+
+  constructor(capacityBytes: number) {
+    this.out = new WireBuffer(capacityBytes);
   }
-  return chars;
+
+  /** Adds one frame whose payload `write` writes (UTF-8 JSON). */
+  add<T>(write: (w: WireBuffer, item: T) => void, item: T): void {
+    payloadScratch.reset();
+    write(payloadScratch, item);
+    const n = payloadScratch.length;
+    const out = this.out;
+    out.byte(0x81); // FIN, opcode 1: text
+    if (n < 126) out.byte(n);
+    else if (n < 65536) {
+      out.byte(126);
+      out.byte(n >>> 8);
+      out.byte(n & 0xff);
+    } else {
+      out.byte(127);
+      // A 64-bit length; payloads here are far below 2^32.
+      for (let shift = 56; shift >= 0; shift -= 8) out.byte(shift >= 32 ? 0 : (n >>> shift) & 0xff);
+    }
+    out.bytes(payloadScratch.view());
+    this.frames++;
+  }
+
+  /** The frames' bytes, as they go on the wire. */
+  bytes(): Buffer {
+    return this.out.view();
+  }
+
+  /** Writes the batch; returns the bytes sent (0 when the socket is no longer open). */
+  send(socket: WebSocket): number {
+    const raw = (socket as unknown as { _socket?: Socket })._socket;
+    if (this.frames === 0 || socket.readyState !== WebSocket.OPEN || !raw || raw.destroyed) return 0;
+    const bytes = this.out.finish();
+    raw.write(bytes);
+    return bytes.length;
+  }
 }
 
 /**
@@ -86,19 +119,19 @@ export function sendFrames(socket: WebSocket, frames: string[]): number {
  */
 export class BatchSizer {
   /** Until a batch has been seen, messages are assumed large: the first batch is small (16). */
-  private frameCharsAvg = wsLimits.sendBufferBytesMax / 16;
+  private frameBytesAvg = wsLimits.sendBufferBytesMax / 16;
 
   constructor(private readonly batchMax: number) {}
 
   next(): number {
-    return Math.max(1, Math.min(this.batchMax, Math.floor(wsLimits.sendBufferBytesMax / this.frameCharsAvg)));
+    return Math.max(1, Math.min(this.batchMax, Math.floor(wsLimits.sendBufferBytesMax / this.frameBytesAvg)));
   }
 
-  record(chars: number, frames: number): void {
+  record(bytes: number, frames: number): void {
     if (frames === 0) return;
-    const latest = Math.max(64, chars / frames);
+    const latest = Math.max(64, bytes / frames);
     // Larger messages shrink the next batch at once; smaller ones grow it gradually, so a mix of sizes
     // errs towards small batches.
-    this.frameCharsAvg = latest >= this.frameCharsAvg ? latest : 0.5 * this.frameCharsAvg + 0.5 * latest;
+    this.frameBytesAvg = latest >= this.frameBytesAvg ? latest : 0.5 * this.frameBytesAvg + 0.5 * latest;
   }
 }

@@ -1,6 +1,7 @@
 /** How the broker's records look on the wire (API.md's shapes). */
 import type { Delivery, SubscriptionInfo, TopicInfo } from '../core/broker/machine.js';
 import { messageId } from '../core/broker/types.js';
+import { WireBuffer } from './wire-buffer.js';
 
 export function renderTopic(info: TopicInfo) {
   return {
@@ -71,26 +72,63 @@ export function renderDelivery(d: Delivery) {
   return { ...renderMessage(d.topicId, d.message), deliveryAttempt: d.attempt, ackId: d.ackId };
 }
 
-// Per-message JSON that push and WebSocket write at high rates, written out directly: no object is
-// built per message, and the body goes through JSON.stringify on its own (V8's native fast path for
-// a plain string; a compiled serializer's escape check costs more on 1 KiB of data). Field order and
-// values are those of renderMessage/renderDelivery; a test compares the two.
-function messageFields(topicId: number, m: Delivery['message']): string {
-  return (
-    `"id":"${messageId(topicId, m.seq)}","seq":${m.seq},"data":${JSON.stringify(dataString(m))},"encoding":"${m.encoding}",` +
-    `"attributes":${m.attributes ? JSON.stringify(m.attributes) : '{}'},"tags":${m.tags ? JSON.stringify(m.tags) : '[]'},` +
-    `"routingKey":${m.routingKey !== undefined ? JSON.stringify(m.routingKey) : 'null'},` +
-    `"orderingKey":${m.orderingKey !== undefined ? JSON.stringify(m.orderingKey) : 'null'},` +
-    `"publishTime":"${isoTime(m.publishTimeMs)}"`
+// Per-message JSON that pull, push and WebSocket write at high rates goes straight into bytes: no
+// object per message, and the data copied as stored when it needs no escape (wire-buffer.ts). Field
+// order and values are those of renderMessage/renderDelivery; a property test compares the two.
+function writeMessageFields(w: WireBuffer, topicId: number, m: Delivery['message']): void {
+  w.ascii(`"id":"${messageId(topicId, m.seq)}","seq":${m.seq},"data":`);
+  const data = dataBytes(m);
+  if (m.encoding === 'base64') w.jsonStringOfBase64(data);
+  else w.jsonStringOfUtf8(data);
+  w.text(
+    `,"encoding":"${m.encoding}",` +
+      `"attributes":${m.attributes ? JSON.stringify(m.attributes) : '{}'},"tags":${m.tags ? JSON.stringify(m.tags) : '[]'},` +
+      `"routingKey":${m.routingKey !== undefined ? JSON.stringify(m.routingKey) : 'null'},` +
+      `"orderingKey":${m.orderingKey !== undefined ? JSON.stringify(m.orderingKey) : 'null'},` +
+      `"publishTime":"${isoTime(m.publishTimeMs)}"`,
   );
 }
 
-/** A push body in the `json` format: pull's message object without `ackId`. */
-export function pushMessageJson(d: Delivery): string {
-  return `{${messageFields(d.topicId, d.message)},"deliveryAttempt":${d.attempt}}`;
+/** Room for one message's JSON besides its data (base64 data grows by a third). */
+export function estimateBytes(m: Delivery['message']): number {
+  return 256 + (m.encoding === 'base64' ? Math.ceil(m.data.length / 3) * 4 : m.data.length);
 }
 
-/** A WebSocket `message` frame: `type` first, then pull's message object. */
-export function messageFrameJson(d: Delivery): string {
-  return `{"type":"message",${messageFields(d.topicId, d.message)},"deliveryAttempt":${d.attempt},"ackId":${JSON.stringify(d.ackId)}}`;
+/** Pull's answer, `{"messages": [...]}`: pull's message objects, as JSON bytes. */
+export function pullResponseBody(deliveries: readonly Delivery[]): Buffer {
+  let size = 16;
+  for (const d of deliveries) size += estimateBytes(d.message);
+  const w = new WireBuffer(size);
+  w.ascii('{"messages":[');
+  for (let i = 0; i < deliveries.length; i++) {
+    const d = deliveries[i]!;
+    w.ascii(i === 0 ? '{' : ',{');
+    writeMessageFields(w, d.topicId, d.message);
+    w.text(`,"deliveryAttempt":${d.attempt},"ackId":${JSON.stringify(d.ackId)}}`);
+  }
+  w.ascii(']}');
+  return w.finish();
+}
+
+/** A push body in the `json` format: pull's message object without `ackId`. */
+export function pushMessageBody(d: Delivery): Buffer {
+  const w = new WireBuffer(estimateBytes(d.message));
+  w.byte(0x7b);
+  writeMessageFields(w, d.topicId, d.message);
+  w.ascii(`,"deliveryAttempt":${d.attempt}}`);
+  return w.finish();
+}
+
+/** A WebSocket `message` frame's payload: `type` first, then pull's message object. */
+export function writeMessageFrame(w: WireBuffer, d: Delivery): void {
+  w.ascii('{"type":"message",');
+  writeMessageFields(w, d.topicId, d.message);
+  w.text(`,"deliveryAttempt":${d.attempt},"ackId":${JSON.stringify(d.ackId)}}`);
+}
+
+/** A topic tail's `message` frame payload: `type` first, then the message object (no delivery fields). */
+export function writeTailMessageFrame(w: WireBuffer, topicId: number, m: Delivery['message']): void {
+  w.ascii('{"type":"message",');
+  writeMessageFields(w, topicId, m);
+  w.byte(0x7d);
 }

@@ -9,7 +9,7 @@ import { limits } from '../../core/limits.js';
 import type { AppDeps } from '../app.js';
 import { HeraldError } from '../errors.js';
 import { parseTime, subscriptionConfig, subscriptionPatch } from '../normalize.js';
-import { renderDelivery, renderSubscription } from '../render.js';
+import { pullResponseBody, renderSubscription } from '../render.js';
 import {
   AckBody,
   AttemptsQuery,
@@ -79,7 +79,8 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
         });
         noteDeliveries('pull', name, 'sent', deliveries.length);
       }
-      return { messages: deliveries.map(renderDelivery) };
+      // Written out directly (the schema's serializer costs several µs per 1 KiB message).
+      return reply.type('application/json; charset=utf-8').send(pullResponseBody(deliveries));
     },
   );
 
