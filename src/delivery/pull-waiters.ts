@@ -2,17 +2,31 @@
  * Long polling: a pull that finds nothing waits here until the state machine says its subscription
  * may have messages (a commit woke it), a pending record comes due, or its wait runs out. Only then
  * does it put a pull command through the log, so an idle poller writes nothing.
+ *
+ * A publish that will give a waiting subscription something wakes it as soon as it is proposed, not
+ * when it is applied: the pull then goes into the log right behind the publish and commits with it,
+ * so the message reaches the consumer one log round trip after it was sent, not two.
  */
 import type { Delivery, Effect } from '../core/broker/machine.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { HeraldError } from '../http/errors.js';
 
+/** Ends a wait; `publishProposed`: woken by a publish not yet committed, so pull without looking. */
+type Wake = (publishProposed: boolean) => void;
+
 export class PullService {
-  private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly waiting = new Map<string, Set<Wake>>();
   private closing = false;
 
   constructor(private readonly node: HeraldNode) {
     node.onEffects((effects) => this.onEffects(effects));
+    node.onPublishProposed((topic, messages, nowMs) => {
+      for (const [subscription, set] of this.waiting) {
+        if (!node.machine.wouldMakeAvailable(subscription, topic, messages, nowMs)) continue;
+        this.waiting.delete(subscription);
+        for (const wake of set) wake(true);
+      }
+    });
   }
 
   private onEffects(effects: Effect[]): void {
@@ -21,20 +35,22 @@ export class PullService {
       const set = this.waiting.get(e.subscription);
       if (!set) continue;
       this.waiting.delete(e.subscription);
-      for (const wake of set) wake();
+      for (const wake of set) wake(false);
     }
   }
 
   /** `isGone` tells when the client has left, so nothing is leased to nobody. */
   async pull(subscription: string, max: number, waitMs: number, ackDeadlineMs: number, isGone: () => boolean = () => false): Promise<Delivery[]> {
     const deadline = this.node.now() + waitMs;
+    let publishProposed = false;
     for (;;) {
       const now = this.node.now();
       if (isGone() || this.closing) return [];
       if (this.node.machine.subscriptionConfig(subscription) === undefined) {
         throw new HeraldError('SubscriptionNotFound', `subscription ${subscription} not found`);
       }
-      if (this.node.machine.hasAvailable(subscription, now)) {
+      if (publishProposed || this.node.machine.hasAvailable(subscription, now)) {
+        publishProposed = false;
         const reply = await this.node.propose({ type: 'pull', subscription, max, ackDeadlineMs });
         if (!reply.ok) throw new HeraldError(reply.code, reply.message);
         const { deliveries } = reply as { deliveries: Delivery[] };
@@ -42,14 +58,14 @@ export class PullService {
         continue;
       }
       if (now >= deadline) return [];
-      await this.wait(subscription, deadline);
+      publishProposed = await this.wait(subscription, deadline);
     }
   }
 
   /** A planned stop: every long poll answers now (empty), and none waits again. */
   shutdown(): void {
     this.closing = true;
-    for (const set of this.waiting.values()) for (const wake of set) wake();
+    for (const set of this.waiting.values()) for (const wake of set) wake(false);
     this.waiting.clear();
   }
 
@@ -58,18 +74,19 @@ export class PullService {
     this.node.propose({ type: 'modify-ack-deadline', subscription, ackIds, deadlineMs: 0 }).catch(() => {});
   }
 
-  private wait(subscription: string, deadline: number): Promise<void> {
+  /** Resolves true when woken by a publish just proposed (see the top of the file). */
+  private wait(subscription: string, deadline: number): Promise<boolean> {
     return new Promise((resolve) => {
       let set = this.waiting.get(subscription);
       if (!set) this.waiting.set(subscription, (set = new Set()));
       const due = this.node.machine.nextAvailableAtMs(subscription);
       const until = Math.min(deadline, due ?? Infinity);
-      const wake = () => {
+      const wake: Wake = (publishProposed) => {
         clearTimeout(timer);
         this.waiting.get(subscription)?.delete(wake);
-        resolve();
+        resolve(publishProposed);
       };
-      const timer = setTimeout(wake, Math.max(0, until - this.node.now()));
+      const timer = setTimeout(() => wake(false), Math.max(0, until - this.node.now()));
       set.add(wake);
     });
   }

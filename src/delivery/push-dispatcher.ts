@@ -80,6 +80,13 @@ export class PushDispatcher {
   ) {
     this.agent = webhookAgent({ allowPrivate: options.allowPrivate, connections: options.connectionsPerOrigin ?? 256 });
     node.onEffects((effects) => this.onEffects(effects));
+    // An idle pusher whose subscription a publish feeds leases right behind it, in the same log write
+    // (see pull-waiters.ts): the message reaches the endpoint one log round trip after it was sent.
+    node.onPublishProposed((topic, messages, nowMs) => {
+      for (const [name, pusher] of this.pushers) {
+        if (pusher.topic === topic && pusher.idle() && node.machine.wouldMakeAvailable(name, topic, messages, nowMs)) pusher.pumpBehindPublish();
+      }
+    });
     this.syncTimer = setInterval(() => this.sync(), pushLimits.syncIntervalMs);
     this.syncTimer.unref();
     this.sync();
@@ -213,7 +220,7 @@ class SubscriptionPusher {
     private readonly node: HeraldNode,
     private readonly agent: Dispatcher,
     private readonly name: string,
-    private readonly topic: string,
+    readonly topic: string,
     private readonly push: PushConfig,
     /** The config object this pusher was built for; a new one (PATCH) means a new pusher. */
     readonly generation: object,
@@ -222,6 +229,16 @@ class SubscriptionPusher {
     this.url = new URL(push.url);
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();
+  }
+
+  /** Nothing out: no lease in the log and no request in flight. */
+  idle(): boolean {
+    return this.inFlight === 0 && this.leases === 0 && !this.stopped;
+  }
+
+  /** A publish not yet applied has something for this subscription: lease now, behind it. */
+  pumpBehindPublish(): void {
+    void this.pump(true);
   }
 
   /** Requests out, or outcomes not yet proposed. */
@@ -264,8 +281,11 @@ class SubscriptionPusher {
     }, Math.max(1, atMs - this.node.now()));
   }
 
-  /** Leases as many messages as the window, the rate and the circuit allow, and sends them. */
-  private async pump(): Promise<void> {
+  /**
+   * Leases as many messages as the window, the rate and the circuit allow, and sends them.
+   * `publishProposed`: a publish not yet applied will have something, so lease without looking.
+   */
+  private async pump(publishProposed = false): Promise<void> {
     if (this.stopped || this.leases >= pushLimits.leasesInFlightMax) return;
     const machine = this.node.machine;
     if (machine.pushPaused(this.name)) return;
@@ -285,7 +305,7 @@ class SubscriptionPusher {
       if (this.tokens < 1) return this.wakeAt(now + Math.ceil(((1 - this.tokens) * 1000) / rate));
       room = Math.min(room, Math.floor(this.tokens));
     }
-    if (!machine.hasAvailable(this.name, now)) {
+    if (!publishProposed && !machine.hasAvailable(this.name, now)) {
       const next = machine.nextAvailableAtMs(this.name);
       if (next !== undefined) this.wakeAt(next);
       return;

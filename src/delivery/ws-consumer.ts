@@ -34,6 +34,14 @@ export class ConsumerSessions {
     node.onEffects((effects) => {
       for (const e of effects) if (e.type === 'available') this.wake(e.subscription);
     });
+    // A publish that feeds a subscription lets its sockets pull right behind it, in the same log
+    // write (see pull-waiters.ts), instead of a round trip after it is applied.
+    node.onPublishProposed((topic, messages, nowMs) => {
+      for (const [subscription, set] of this.bySubscription) {
+        if (!node.machine.wouldMakeAvailable(subscription, topic, messages, nowMs)) continue;
+        for (const s of set) s.pump(false, true);
+      }
+    });
     this.timer = setInterval(() => this.housekeep(), housekeepingMs);
     this.timer.unref();
   }
@@ -120,14 +128,15 @@ export class ConsumerSession {
    * `pullsInFlightMax` pulls go through the log at once, each with its credits and lease room
    * reserved, so a fast reader is not held to one batch per commit round trip.
    */
-  pump(afterPull = false): void {
+  pump(afterPull = false, publishProposed = false): void {
     if (this.closed) return;
     // Anything but a pull's return (a credit, an ack, an `available` effect, a timer) may mean there
     // is something after all.
     if (!afterPull) this.emptyPullAtMs = -Infinity;
     this.clearTimer();
     while (this.pulls < wsLimits.pullsInFlightMax) {
-      const plan = this.planPull();
+      const plan = this.planPull(publishProposed);
+      publishProposed = false; // one pull behind a publish; more only if there is more
       if (!plan) return;
       this.pulls++;
       this.reserved += plan.max;
@@ -141,8 +150,11 @@ export class ConsumerSession {
     }
   }
 
-  /** What the next pull may take, or undefined (having arranged to look again) when none should go now. */
-  private planPull(): { max: number; ackDeadlineMs: number } | undefined {
+  /**
+   * What the next pull may take, or undefined (having arranged to look again) when none should go now.
+   * `publishProposed`: a publish not yet applied will have something for this subscription.
+   */
+  private planPull(publishProposed: boolean): { max: number; ackDeadlineMs: number } | undefined {
     const config = this.node.machine.subscriptionConfig(this.subscription);
     if (!config) {
       void this.stop(closeCodes.normal, 'SubscriptionNotFound', `subscription ${this.subscription} was deleted`);
@@ -167,7 +179,7 @@ export class ConsumerSession {
       return undefined;
     }
     const emptyLately = now - this.emptyPullAtMs < emptyPullRetryMs;
-    if (emptyLately || !this.node.machine.hasAvailable(this.subscription, now)) {
+    if (!publishProposed && (emptyLately || !this.node.machine.hasAvailable(this.subscription, now))) {
       if (this.pulls === 0) this.waitForMessages(emptyLately);
       return undefined;
     }

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { assert } from '../core/assert.js';
 import { limits } from '../core/limits.js';
 import { BrokerMachine, type Effect, type Reply } from '../core/broker/machine.js';
-import type { Command, StampedCommand } from '../core/broker/commands.js';
+import type { Command, PublishItem, StampedCommand } from '../core/broker/commands.js';
 import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
 import { EntryType, type Entry, type NodeId, type SnapshotMeta } from '../core/raft/types.js';
@@ -57,6 +57,9 @@ export interface WriteFailureListener {
   noteWriteFailed(reason: string): void;
   noteWriteSucceeded(): void;
 }
+
+/** Told of a publish just proposed: its topic, messages and the time it is stamped with. */
+export type PublishProposedListener = (topic: string, messages: readonly PublishItem[], nowMs: number) => void;
 
 interface Waiter {
   term: number;
@@ -117,6 +120,7 @@ export class HeraldNode {
   private readonly proposed = new Map<number, { term: number; stamped: StampedCommand }>();
   private readonly effectListeners: ((effects: Effect[]) => void)[] = [];
   private readonly anyRoleEffectListeners: ((effects: Effect[]) => void)[] = [];
+  private readonly publishProposedListeners: PublishProposedListener[] = [];
   private stepping = false;
   /** A snapshot is to be taken in the next step even if none is due by count (see snapshotForDeletes). */
   private snapshotWanted = false;
@@ -223,6 +227,11 @@ export class HeraldNode {
     return this.raft.log.committed;
   }
 
+  /** The last index in this node's log, committed or not. */
+  get lastLogIndex(): number {
+    return this.raft.log.lastIndex();
+  }
+
   get term(): number {
     return this.raft.term;
   }
@@ -285,6 +294,14 @@ export class HeraldNode {
     this.anyRoleEffectListeners.push(listener);
   }
 
+  /**
+   * Publishes this leader has just put in its log (not yet committed). A consumer waiting for messages
+   * may propose its pull at once, behind the publish: the two commit together, in one log round trip.
+   */
+  onPublishProposed(listener: PublishProposedListener): void {
+    this.publishProposedListeners.push(listener);
+  }
+
   /** Puts a command through the log; resolves with the machine's reply once it is committed and applied. */
   propose(command: Command): Promise<Reply> {
     if (this.closed) return Promise.reject(new NodeUnavailableError('node is shutting down'));
@@ -298,7 +315,14 @@ export class HeraldNode {
     if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint));
     this.proposed.set(r.index, { term: r.term, stamped });
     this.logBytesSinceSnapshot += data.length;
-    return this.awaitApplied(r.index, r.term);
+    const applied = this.awaitApplied(r.index, r.term);
+    if (command.type === 'publish' && this.publishProposedListeners.length > 0) {
+      // In a microtask: a listener's own proposal still joins this turn's log write, behind this one.
+      queueMicrotask(() => {
+        for (const l of this.publishProposedListeners) l(command.topic, command.messages, stamped.nowMs);
+      });
+    }
+    return applied;
   }
 
   /** Resolves with the reply when the entry proposed at `index` in `term` is applied. */

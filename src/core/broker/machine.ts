@@ -777,6 +777,21 @@ export class BrokerMachine {
     return next !== undefined && next <= nowMs;
   }
 
+  /**
+   * Whether publishing `messages` to `topic` at `nowMs` would, once applied, give the subscription
+   * something to deliver at once: it reads that topic, has room for more pending records, and one
+   * message passes its filter undelayed. A consumer waiting on it can then propose its pull right
+   * behind the publish, to be committed with it, instead of a log round trip after it.
+   */
+  wouldMakeAvailable(name: string, topic: string, messages: readonly PublishItem[], nowMs: number): boolean {
+    const s = this.subs.get(name);
+    if (!s || s.config.topic !== topic || s.pending.size >= limits.pendingMessagesPerSubscriptionMax) return false;
+    for (const m of messages) {
+      if (!m.delaySeconds && s.wants({ publishTimeMs: nowMs, ...(m.tags ? { tags: m.tags } : {}), ...(m.routingKey !== undefined ? { routingKey: m.routingKey } : {}) })) return true;
+    }
+    return false;
+  }
+
   /** When the subscription next has a record coming due (lease expiry, delay, backoff). */
   nextAvailableAtMs(name: string): number | undefined {
     return this.subs.get(name)?.nextAvailableAtMs();

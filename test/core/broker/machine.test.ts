@@ -357,6 +357,34 @@ describe('filters', () => {
   });
 });
 
+describe('wouldMakeAvailable (a waiting consumer pulls right behind a proposed publish)', () => {
+  it('is true only for a subscription of that topic whose filter takes an undelayed message', () => {
+    const h = new Harness();
+    h.createTopic('t');
+    h.createTopic('other');
+    h.createSub('all', 't');
+    h.createSub('red', 't', { filter: { tags: ['red'] } });
+    h.createSub('orders', 't', { filter: { bindingKeys: ['order.*'] } });
+    const now = h.nowMs;
+    expect(h.machine.wouldMakeAvailable('all', 't', [msg('a')], now)).toBe(true);
+    expect(h.machine.wouldMakeAvailable('all', 'other', [msg('a')], now)).toBe(false);
+    expect(h.machine.wouldMakeAvailable('missing', 't', [msg('a')], now)).toBe(false);
+    expect(h.machine.wouldMakeAvailable('all', 't', [msg('a', { delaySeconds: 5 })], now)).toBe(false);
+    expect(h.machine.wouldMakeAvailable('red', 't', [msg('a', { tags: ['blue'] })], now)).toBe(false);
+    expect(h.machine.wouldMakeAvailable('red', 't', [msg('a', { tags: ['blue'] }), msg('b', { tags: ['red'] })], now)).toBe(true);
+    expect(h.machine.wouldMakeAvailable('orders', 't', [msg('a', { routingKey: 'order.new' })], now)).toBe(true);
+    expect(h.machine.wouldMakeAvailable('orders', 't', [msg('a', { routingKey: 'user.new' }), msg('b')], now)).toBe(false);
+  });
+
+  it('is false for a subscription that starts after the publish time', () => {
+    const h = new Harness();
+    h.createTopic('t');
+    h.createSub('later', 't', { startAt: { time: new Date(h.nowMs + 60_000).toISOString(), timeMs: h.nowMs + 60_000 } });
+    expect(h.machine.wouldMakeAvailable('later', 't', [msg('a')], h.nowMs)).toBe(false);
+    expect(h.machine.wouldMakeAvailable('later', 't', [msg('a')], h.nowMs + 61_000)).toBe(true);
+  });
+});
+
 describe('delay messages', () => {
   it('become visible only at publish time + delay, and do not block messages behind them', () => {
     const h = setup();
