@@ -74,11 +74,11 @@ function segmentFiles(dir: string): [string, number][] {
 
 /** What the store holds in memory besides messages (private fields, read for the comparison). */
 function inner(s: Storage) {
-  const x = s as unknown as { liveCounts: Map<number, number>; indexLastKey: [number, number]; dropping: number[] };
+  const x = s as unknown as { liveCounts: Map<number, number>; indexLastKey: [number, number]; clearing: unknown[] };
   return {
     liveCounts: [...x.liveCounts].sort((a, b) => a[0] - b[0]),
     indexLastKey: x.indexLastKey,
-    dropping: [...x.dropping],
+    clearing: [...x.clearing],
     firstIndex: s.firstIndex(),
     lastIndex: s.lastIndex(),
     snapshot: s.snapshot().index,

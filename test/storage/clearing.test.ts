@@ -1,0 +1,105 @@
+// Goal: removing many messages (retention past a large backlog, a dropped topic) never makes one
+// storage step long — the index entries go a bounded number per step, in steps that follow one another
+// until none are left — and a stop that cuts the clearing short leaves nothing behind for good: the
+// next start finds what was left (seqs below a topic's first, topics the snapshot no longer has) and
+// clears it, without touching a topic created after the snapshot (the log's replay writes it again).
+// Method: a real LmdbStorage in a temp dir, driven step by step as the node's driver does.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, test } from 'vitest';
+import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
+import type { StoredMessage } from '../../src/core/broker/types.js';
+import type { ConfState, Entry } from '../../src/core/raft/types.js';
+import { LmdbStorage } from '../../src/storage/lmdb-storage.js';
+
+const conf: ConfState = { voters: [1], learners: [] };
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function open(dir: string): LmdbStorage {
+  const s = new LmdbStorage(dir);
+  s.load(conf);
+  return s;
+}
+
+const message = (seq: number): StoredMessage => ({ seq, publishTimeMs: seq, visibleAtMs: seq, encoding: 'utf8', data: Buffer.from(`m${seq}`) });
+let nextIndex = 1;
+const entry = (): Entry => ({ index: nextIndex++, term: 1, data: Buffer.from('x') });
+
+/** A snapshot whose state holds `topics` (id → first and last seq), taken at the last entry written. */
+function snapshotOf(topics: Record<number, [number, number]>) {
+  const state = {
+    version: 1,
+    topics: Object.entries(topics).map(([id, [firstSeq, lastSeq]]) => ({ id: Number(id), name: `t${id}`, config: {}, firstSeq, lastSeq, bytes: 0, lastPublishTimeMs: 0, dedup: [] })),
+    subscriptions: [],
+  } as unknown as BrokerSnapshot;
+  const index = nextIndex - 1;
+  return { meta: { index, term: 1, conf }, state, compactTo: index };
+}
+
+function stored(s: LmdbStorage, topicId: number, seqs: number): number {
+  let n = 0;
+  for (let seq = 1; seq <= seqs; seq++) if (s.get(topicId, seq)) n++;
+  return n;
+}
+
+test('a large removal is cleared 2,000 index entries a step, and the steps go on until it is done', async () => {
+  nextIndex = 1;
+  const dir = mkdtempSync(join(tmpdir(), 'herald-clearing-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const s = open(dir);
+  cleanups.push(() => s.close());
+  for (let seq = 1; seq <= 9_000; seq++) s.put(5, message(seq));
+  for (let seq = 1; seq <= 3_000; seq++) s.put(7, message(seq));
+  await s.step({ entries: [entry()], hardState: null });
+  expect(s.hasPendingWrites()).toBe(false);
+
+  // Retention takes 1–8,500 of topic 5; topic 7 is dropped. Both wait for a snapshot.
+  s.deleteRange(5, 1, 8_501);
+  s.dropTopic(7);
+  expect(stored(s, 5, 9_000)).toBe(9_000);
+  await s.step({ entries: [entry()], hardState: null, snapshot: snapshotOf({ 5: [8_501, 9_000] }) });
+  const remaining = [stored(s, 5, 9_000) + stored(s, 7, 3_000)];
+  while (s.hasPendingWrites()) {
+    await s.step({ entries: [], hardState: null });
+    remaining.push(stored(s, 5, 9_000) + stored(s, 7, 3_000));
+    expect(remaining.length).toBeLessThan(20);
+  }
+  // 9,000 + 3,000 entries, 8,500 + 3,000 to clear: 2,000 a step, the last step 1,500.
+  expect(remaining).toEqual([10_000, 8_000, 6_000, 4_000, 2_000, 500]);
+  expect(stored(s, 5, 9_000)).toBe(500);
+  expect(s.get(5, 8_500)).toBeUndefined();
+  expect(s.get(5, 8_501)?.data.toString()).toBe('m8501');
+});
+
+test('a stop in the middle of clearing: the next start clears what was left, and only that', async () => {
+  nextIndex = 1;
+  const dir = mkdtempSync(join(tmpdir(), 'herald-clearing-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  let s = open(dir);
+  for (let seq = 1; seq <= 5_000; seq++) s.put(1, message(seq));
+  for (let seq = 1; seq <= 5_000; seq++) s.put(2, message(seq));
+  await s.step({ entries: [entry()], hardState: null });
+  s.deleteRange(1, 1, 4_001);
+  s.dropTopic(2);
+  await s.step({ entries: [entry()], hardState: null, snapshot: snapshotOf({ 1: [4_001, 5_000] }) });
+  // Topic ids are the log index that created them: 1 and 2 here, under the snapshot's index (2). A
+  // topic created after the snapshot (its id above that) is one the log's replay would write again.
+  const laterTopic = nextIndex + 10;
+  for (let seq = 1; seq <= 100; seq++) s.put(laterTopic, message(seq));
+  await s.step({ entries: [entry()], hardState: null });
+  expect(stored(s, 1, 5_000) + stored(s, 2, 5_000)).toBeGreaterThan(1_000);
+  await s.close(); // stopped with clearing left to do
+
+  s = open(dir);
+  cleanups.push(() => s.close());
+  expect(s.hasPendingWrites()).toBe(true);
+  for (let i = 0; i < 20 && s.hasPendingWrites(); i++) await s.step({ entries: [], hardState: null });
+  expect(s.hasPendingWrites()).toBe(false);
+  expect(stored(s, 1, 5_000)).toBe(1_000);
+  expect(stored(s, 2, 5_000)).toBe(0);
+  expect(stored(s, laterTopic, 100)).toBe(100);
+});
