@@ -21,7 +21,15 @@ import { call } from '../cluster/util.js';
 const root = resolve(import.meta.dirname, '../..');
 const dashboardsDir = join(root, 'grafana/dashboards');
 const prometheusDir = join(root, 'grafana/prometheus');
-const alertNames = ['HeraldNoLeader', 'HeraldNodeDown', 'HeraldBacklogGrowing', 'HeraldOldestUnackedMessage', 'HeraldWebhookEndpointFailing', 'HeraldDiskFilling'];
+const alertNames = [
+  'HeraldNoLeader',
+  'HeraldNodeDown',
+  'HeraldBacklogGrowing',
+  'HeraldOldestUnackedMessage',
+  'HeraldWebhookEndpointFailing',
+  'HeraldDiskFilling',
+  'HeraldStorageWritesFailing',
+];
 /** Every metric family Herald exports, as README's metric list gives them. */
 const heraldMetrics = [
   'herald_build_info',
@@ -62,6 +70,7 @@ const heraldMetrics = [
   'herald_raft_appended_entries_total',
   'herald_raft_appended_bytes_total',
   'herald_storage_fsync_duration_seconds',
+  'herald_storage_write_failures_total',
   'herald_lmdb_size_bytes',
   'herald_segment_files',
   'herald_segment_size_bytes',
