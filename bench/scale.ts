@@ -64,7 +64,7 @@ import { BenchCluster, buildBundle, spawnNode, stopNode, type NodeProcess } from
 import { drainFanout } from './lib/fanout.js';
 import { Client } from './lib/http.js';
 import { consume, produce, type Abort } from './lib/load.js';
-import { cpuSecondsOf, dirBytes, memoryOf, serverVersion, tempDir } from './lib/server.js';
+import { cpuSecondsOf, dirBytes, mappedRssOf, memoryOf, serverVersion, tempDir } from './lib/server.js';
 import { fmtBytes, fmtMs, fmtNum, table } from './lib/stats.js';
 
 const { values: flags } = parseArgs({
@@ -214,7 +214,7 @@ interface Target {
   abort: Abort;
   /** User + system CPU seconds of all server processes. */
   cpu(): number;
-  /** RSS of the node(s): the entry node first. */
+  /** RSS of the node(s), the entry node first, each with the resident pages of its LMDB map (file-backed) in brackets. */
   memory(): string;
   /** The entry node's data dir: apparent and allocated bytes. */
   disk(): { apparent: number; allocated: number };
@@ -223,6 +223,11 @@ interface Target {
 }
 
 let running: Target | undefined;
+
+/** "VmRSS (LMDB map resident)" of a process, as bench/memory.ts separates them. */
+function rssText(pid: number): string {
+  return `${fmtBytes(memoryOf(pid).rss)} (${fmtBytes(mappedRssOf(pid, '/herald.mdb'))})`;
+}
 
 function watch(abort: Abort, why: () => string | undefined): NodeJS.Timeout {
   return setInterval(() => {
@@ -257,7 +262,7 @@ async function singleTarget(): Promise<Target> {
     url: proc.url,
     abort,
     cpu: () => (proc.gone() ? NaN : cpuSecondsOf(proc.pid)),
-    memory: () => (proc.gone() ? '-' : fmtBytes(memoryOf(proc.pid).rss)),
+    memory: () => (proc.gone() ? '-' : rssText(proc.pid)),
     disk: () => ({ apparent: dirBytes(dataDir), allocated: dirAllocated(dataDir) }),
     async problems() {
       const out: string[] = [];
@@ -287,7 +292,7 @@ async function clusterTarget(): Promise<Target> {
   const others = cluster.members.filter((m) => m.id !== leader);
   const abort: Abort = { aborted: false };
   const timer = watch(abort, () => cluster.crashes()[0]);
-  const rssOf = (m: (typeof cluster.members)[number]) => (m.proc && !m.proc.gone() ? fmtBytes(memoryOf(m.proc.pid).rss) : '-');
+  const rssOf = (m: (typeof cluster.members)[number]) => (m.proc && !m.proc.gone() ? rssText(m.proc.pid) : '-');
   return {
     label: `3 nodes (${cfg.durability}, load on leader n${leader})`,
     url: lead.url,
@@ -476,13 +481,13 @@ async function curveBacklog(target: Target, client: Client): Promise<void> {
   output.push('');
   output.push(
     `${fmtSize(cfg.size)} messages, batches of ${cfg.batch}, ${cfg.concurrency} requests in flight. µs/msg wall = 1 / throughput; CPU = user + system of the server process(es) ` +
-      `from /proc. RSS and data dir are read at the end of each bucket, with no load running${cfg.nodes === 3 ? ' (RSS: leader L, followers F; data dir: leader)' : ''}; ` +
+      `from /proc. RSS (in brackets: resident pages of LMDB's mapped herald.mdb, file-backed) and data dir are read at the end of each bucket, with no load running${cfg.nodes === 3 ? ' (RSS: leader L, followers F; data dir: leader)' : ''}; ` +
       'the data dir at 0 holds what the warm-up left (its queue is deleted, its files not yet reclaimed).',
   );
   output.push('');
   output.push(
     table(
-      ['backlog', 'published', 's', 'msg/s', 'µs/msg wall', '× first', 'server CPU µs/msg', '× first', 'POST p50 ms', 'POST p99 ms', 'RSS', 'data dir', 'data dir (du)', 'errors'],
+      ['backlog', 'published', 's', 'msg/s', 'µs/msg wall', '× first', 'server CPU µs/msg', '× first', 'POST p50 ms', 'POST p99 ms', 'RSS (LMDB)', 'data dir', 'data dir (du)', 'errors'],
       fillRows,
     ),
   );
@@ -566,7 +571,7 @@ async function curveBacklog(target: Target, client: Client): Promise<void> {
   output.push('');
   output.push(
     table(
-      ['backlog', 'acked', 's', 'msg/s', 'µs/msg wall', '× first', 'server CPU µs/msg', '× first', 'pull p50 ms', 'pull p99 ms', 'RSS', 'data dir', 'data dir (du)', 'errors'],
+      ['backlog', 'acked', 's', 'msg/s', 'µs/msg wall', '× first', 'server CPU µs/msg', '× first', 'pull p50 ms', 'pull p99 ms', 'RSS (LMDB)', 'data dir', 'data dir (du)', 'errors'],
       drainRows,
     ),
   );
@@ -671,7 +676,7 @@ async function curveSubs(target: Target, client: Client): Promise<void> {
   output.push('');
   output.push(
     table(
-      ['subs', 'published', 'publish msg/s', 'publish CPU µs/msg', '× first', 'deliveries', 'drain s', 'deliveries/s', 'µs/delivery wall', '× first', 'server CPU µs/delivery', '× first', 'RSS after', 'errors'],
+      ['subs', 'published', 'publish msg/s', 'publish CPU µs/msg', '× first', 'deliveries', 'drain s', 'deliveries/s', 'µs/delivery wall', '× first', 'server CPU µs/delivery', '× first', 'RSS after (LMDB)', 'errors'],
       rows,
     ),
   );
@@ -799,7 +804,7 @@ async function curvePayload(target: Target, client: Client): Promise<void> {
         'CPU µs/msg',
         'CPU µs/KiB',
         '× first',
-        'RSS after',
+        'RSS after (LMDB)',
         'errors',
       ],
       rows,
