@@ -59,9 +59,6 @@ export function sendError(socket: WebSocket, code: ErrorCode, message: string): 
   socket.send(JSON.stringify({ type: 'error', code, message }));
 }
 
-/** Payloads are written here first, to learn their length before their frame header. */
-const payloadScratch = new WireBuffer(64 * 1024);
-
 /**
  * Text frames built straight into one buffer and written to the connection in one write: a batch of
  * messages costs one copy and one syscall, and no string is made of any of them. The bytes go out on
@@ -77,24 +74,29 @@ export class TextFrameBatch {
     this.out = new WireBuffer(capacityBytes);
   }
 
-  /** Adds one frame whose payload `write` writes (UTF-8 JSON). */
+  /** Adds one frame whose payload `write` writes (UTF-8 JSON) straight after its header. */
   add<T>(write: (w: WireBuffer, item: T) => void, item: T): void {
-    payloadScratch.reset();
-    write(payloadScratch, item);
-    const n = payloadScratch.length;
     const out = this.out;
-    out.byte(0x81); // FIN, opcode 1: text
-    if (n < 126) out.byte(n);
-    else if (n < 65536) {
-      out.byte(126);
-      out.byte(n >>> 8);
-      out.byte(n & 0xff);
+    // Room for the usual header (a 16-bit length); the payload is moved if it needs another size.
+    let at = out.reserve(4);
+    write(out, item);
+    const n = out.length - at - 4;
+    if (n < 126) {
+      out.shift(at + 4, -2);
+      out.setByte(at, 0x81); // FIN, opcode 1: text
+      out.setByte(at + 1, n);
+    } else if (n < 65536) {
+      out.setByte(at, 0x81);
+      out.setByte(at + 1, 126);
+      out.setByte(at + 2, n >>> 8);
+      out.setByte(at + 3, n & 0xff);
     } else {
-      out.byte(127);
+      out.shift(at + 4, 6);
+      out.setByte(at++, 0x81);
+      out.setByte(at++, 127);
       // A 64-bit length; payloads here are far below 2^32.
-      for (let shift = 56; shift >= 0; shift -= 8) out.byte(shift >= 32 ? 0 : (n >>> shift) & 0xff);
+      for (let shift = 56; shift >= 0; shift -= 8) out.setByte(at++, shift >= 32 ? 0 : (n >>> shift) & 0xff);
     }
-    out.bytes(payloadScratch.view());
     this.frames++;
   }
 

@@ -146,6 +146,9 @@ export function queueConfigs(name: string, body: QueueBody | undefined, opts: No
   return { topic: topicConfig(topicBody), subscription: subscriptionConfig({ startAt: 'earliest', ...sub }, name, opts) };
 }
 
+/** What JSON escapes in a string (see PublishItem.jsonSafe). */
+const needsJsonEscape = /[\u0000-\u001f"\\]/;
+
 const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Decodes and checks a publish batch against the topic's size limit (413 for an oversized message). */
@@ -159,6 +162,7 @@ export function publishItems(body: PublishBody, maxMessageBytes: number): Publis
     }
     if (m.routingKey !== undefined) checkWords(m.routingKey, `messages[${i}].routingKey`);
     const item: PublishItem = { data, encoding };
+    if (encoding === 'utf8' && !needsJsonEscape.test(m.data)) item.jsonSafe = true;
     if (m.attributes !== undefined) item.attributes = m.attributes;
     if (m.tags !== undefined) item.tags = m.tags;
     if (m.routingKey !== undefined) item.routingKey = m.routingKey;

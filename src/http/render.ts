@@ -79,6 +79,7 @@ function writeMessageFields(w: WireBuffer, topicId: number, m: Delivery['message
   w.ascii(`"id":"${messageId(topicId, m.seq)}","seq":${m.seq},"data":`);
   const data = dataBytes(m);
   if (m.encoding === 'base64') w.jsonStringOfBase64(data);
+  else if (m.jsonSafe) w.jsonStringOfSafeUtf8(data);
   else w.jsonStringOfUtf8(data);
   w.text(
     `,"encoding":"${m.encoding}",` +

@@ -52,14 +52,19 @@ export class WireBuffer {
    */
   jsonStringOfUtf8(b: Buffer): void {
     if (!needsJsonEscape.test(b.toString('latin1'))) {
-      this.ensure(b.length + 2);
-      this.buf[this.off++] = 0x22;
-      this.buf.set(b, this.off);
-      this.off += b.length;
-      this.buf[this.off++] = 0x22;
+      this.jsonStringOfSafeUtf8(b);
     } else {
       this.text(JSON.stringify(b.toString('utf8')));
     }
+  }
+
+  /** A JSON string literal of UTF-8 bytes known to need no escape (see PublishItem.jsonSafe). */
+  jsonStringOfSafeUtf8(b: Uint8Array): void {
+    this.ensure(b.length + 2);
+    this.buf[this.off++] = 0x22;
+    this.buf.set(b, this.off);
+    this.off += b.length;
+    this.buf[this.off++] = 0x22;
   }
 
   /** A JSON string literal of bytes in base64. */
@@ -67,6 +72,25 @@ export class WireBuffer {
     this.byte(0x22);
     this.ascii(b.toString('base64'));
     this.byte(0x22);
+  }
+
+  /** Leaves `n` bytes to be filled in later (`setByte`); returns where they start. */
+  reserve(n: number): number {
+    this.ensure(n);
+    const at = this.off;
+    this.off += n;
+    return at;
+  }
+
+  setByte(at: number, b: number): void {
+    this.buf[at] = b;
+  }
+
+  /** Moves the bytes from `from` to the end by `delta` (either way), e.g. to fit a header in. */
+  shift(from: number, delta: number): void {
+    if (delta > 0) this.ensure(delta);
+    this.buf.copyWithin(from + delta, from, this.off);
+    this.off += delta;
   }
 
   /** The bytes written so far, sharing memory with this buffer (valid until the next write or reset). */

@@ -46,7 +46,7 @@ export interface SegmentMark {
   readonly appends: number;
 }
 
-// Record layout: [f64 publishTimeMs][f64 visibleAtMs][u8 encoding 0 utf8 | 1 base64][u32 metaLength]
+// Record layout: [f64 publishTimeMs][f64 visibleAtMs][u8 flags: bit 0 base64 (else utf8), bit 1 jsonSafe][u32 metaLength]
 // [meta: msgpack {a?, g?, r?, o?} or nothing][data]. The seq is the index key, not stored here.
 const headerBytes = 21;
 
@@ -61,7 +61,7 @@ export function encodeRecord(m: StoredMessage): Buffer[] {
   const header = Buffer.allocUnsafe(headerBytes);
   header.writeDoubleBE(m.publishTimeMs, 0);
   header.writeDoubleBE(m.visibleAtMs, 8);
-  header[16] = m.encoding === 'base64' ? 1 : 0;
+  header[16] = (m.encoding === 'base64' ? 1 : 0) | (m.jsonSafe ? 2 : 0);
   header.writeUInt32BE(metaBytes?.length ?? 0, 17);
   const data = Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   return metaBytes ? [header, metaBytes, data] : [header, data];
@@ -75,9 +75,10 @@ export function decodeRecord(seq: number, record: Buffer): StoredMessage {
     seq,
     publishTimeMs: record.readDoubleBE(0),
     visibleAtMs: record.readDoubleBE(8),
-    encoding: record[16] === 1 ? 'base64' : 'utf8',
+    encoding: record[16]! & 1 ? 'base64' : 'utf8',
     data: record.subarray(headerBytes + metaLength),
   };
+  if (record[16]! & 2) m.jsonSafe = true;
   if (metaLength > 0) {
     const meta = packr.unpack(record.subarray(headerBytes, headerBytes + metaLength)) as {
       a?: Record<string, string>;

@@ -42,6 +42,8 @@ const delivery: fc.Arbitrary<Delivery> = fc
     if (r.tags !== undefined) message.tags = r.tags;
     if (r.routingKey !== undefined) message.routingKey = r.routingKey;
     if (r.orderingKey !== undefined) message.orderingKey = r.orderingKey;
+    // As a publish marks it: utf8 text JSON.stringify leaves as it is (checked here independently).
+    if (!binary && JSON.stringify(r.body) === `"${r.body as string}"`) message.jsonSafe = true;
     return { topicId: r.topicId, message, attempt: r.attempt, ackId: r.ackId };
   });
 

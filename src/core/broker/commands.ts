@@ -14,6 +14,9 @@ export interface PublishItem {
   orderingKey?: string;
   dedupId?: string;
   delaySeconds?: number;
+  /** utf8 data with nothing JSON must escape (no quote, backslash or control character), found once
+   * at publish: deliveries then copy the bytes into JSON as they are, without looking again. */
+  jsonSafe?: true;
 }
 
 export type SubscriptionPatch = Partial<{

@@ -307,6 +307,7 @@ export class BrokerMachine {
     if (item.tags !== undefined) message.tags = item.tags;
     if (item.routingKey !== undefined) message.routingKey = item.routingKey;
     if (item.orderingKey !== undefined) message.orderingKey = item.orderingKey;
+    if (item.jsonSafe) message.jsonSafe = true;
     this.store.put(t.id, message);
     t.bytes += item.data.length;
     return message;
@@ -525,6 +526,7 @@ export class BrokerMachine {
         ...(m.tags !== undefined ? { tags: m.tags } : {}),
         ...(m.routingKey !== undefined ? { routingKey: m.routingKey } : {}),
         ...(m.orderingKey !== undefined ? { orderingKey: m.orderingKey } : {}),
+        ...(m.jsonSafe ? { jsonSafe: true as const } : {}),
       },
       nowMs,
     );

@@ -69,6 +69,8 @@ export interface StoredMessage {
   tags?: string[];
   routingKey?: string;
   orderingKey?: string;
+  /** See PublishItem.jsonSafe. */
+  jsonSafe?: true;
 }
 
 /**
