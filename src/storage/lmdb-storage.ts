@@ -36,10 +36,11 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 /**
  * Index entries removed per step when removed messages are cleared (retention, dropped topics), so a
  * step stays short: deleting a topic of 200,000 messages at once made every step for a second take
- * ~30 ms (about 1.4 µs per key), and publish latency with it. 2,000 keys cost ~3 ms a step, and the
- * steps that clear follow one another while there is more (hasPendingWrites).
+ * ~30 ms (about 1.4 µs per key, and the commit's pages), and publish latency with it. 500 keys cost
+ * under a millisecond a step; steps that clear follow one another while there is more
+ * (hasPendingWrites), and under load every step takes its share.
  */
-const clearKeysPerStepMax = 2_000;
+export const clearKeysPerStepMax = 500;
 /** LMDB reports a short write, which is what a full disk does to it mid-commit, as EIO. An EIO is taken
  * for lack of room when the disk has less than this free right after it (an LMDB write is at most a
  * few MiB unless one value is larger); a real I/O error on a disk with room still fails the node. */
@@ -564,15 +565,24 @@ export class LmdbStorage implements MessageStore, LogReader {
     while (this.clearing.length > 0 && budget > 0) {
       const range = this.clearing[0]!;
       // Only the keys there are: a range over seqs never stored (or cleared already) costs one seek.
-      const keys = [...this.index.getKeys({ start: [range.topicId, range.from], end: [range.topicId, range.to], limit: budget })];
+      // One key more than the budget tells whether the range is done.
+      const keys = [...this.index.getKeys({ start: [range.topicId, range.from], end: [range.topicId, range.to], limit: budget + 1 })];
+      const more = keys.length > budget;
+      if (more) keys.length = budget;
       for (const key of keys) unindex(key);
       budget -= keys.length;
-      if (budget > 0) this.clearing.shift(); // fewer than asked for: the range is empty now
-      else this.clearing[0] = { ...range, from: keys[keys.length - 1]![1] + 1 };
+      if (more) this.clearing[0] = { ...range, from: keys[keys.length - 1]![1] + 1 };
+      else this.clearing.shift();
     }
   }
 
+  /** Resolves once the segment files this store removed are gone from the disk (they go in the background). */
+  removalsDone(): Promise<void> {
+    return this.segments.removalsDone();
+  }
+
   async close(): Promise<void> {
+    await this.segments.removalsDone();
     await this.root.close();
     this.segments.close();
   }

@@ -14,6 +14,7 @@
  * the same offsets and no bytes nothing points at are left behind.
  */
 import { closeSync, fdatasync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writevSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
@@ -99,6 +100,8 @@ export class SegmentFiles {
   private activeFd: number;
   private activeSize: number;
   private readonly readFds = new Map<number, number>();
+  /** Removed segment files still being unlinked (see remove). */
+  private readonly unlinking = new Set<Promise<void>>();
   /** Segments written since the last sync. */
   private unsynced = new Set<number>();
   /** The last block read; records are immutable once written (or rolled back), so its bytes stay valid. */
@@ -306,11 +309,18 @@ export class SegmentFiles {
       this.readFds.delete(id);
     }
     this.unsynced.delete(id);
-    try {
-      unlinkSync(this.path(id));
-    } catch {
-      /* already gone */
-    }
+    // In the background: unlinking a full 64 MiB segment takes the filesystem ~10 ms, which would
+    // stall every request on this node. Nothing points into the file any more; should the process stop
+    // first, the next start removes it (segments nothing points into are garbage).
+    const done: Promise<void> = unlink(this.path(id))
+      .catch(() => {}) // already gone
+      .finally(() => this.unlinking.delete(done));
+    this.unlinking.add(done);
+  }
+
+  /** Resolves once the segment files removed so far are gone from the directory. */
+  async removalsDone(): Promise<void> {
+    await Promise.all([...this.unlinking]);
   }
 
   close(): void {
