@@ -116,7 +116,15 @@ export async function startServer(config: NodeConfig): Promise<RunningServer> {
       // A write waiting for room holds the requests that wait on it open: give it up first, so that
       // they are answered (503) and the HTTP server can close.
       if (node.writeStalled) await node.close();
-      await app.close();
+      // fastify closes the connections that are idle when it starts closing; one still answering a
+      // request then stays open until its keep-alive timeout (65 s) ran out, and the stop with it.
+      // Close each as soon as it goes idle.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
       await push.drain(shutdownDrainMs);
       await node.handOver();
       await push.close();

@@ -95,8 +95,11 @@ export function estimateBytes(m: Delivery['message']): number {
   return 256 + (m.encoding === 'base64' ? Math.ceil(m.data.length / 3) * 4 : m.data.length);
 }
 
-/** Pull's answer, `{"messages": [...]}`: pull's message objects, as JSON bytes. */
-export function pullResponseBody(deliveries: readonly Delivery[]): Buffer {
+/**
+ * Pull's answer, `{"messages": [...]}`: pull's message objects, as JSON bytes; with `acked`, what the
+ * acks the pull carried did (`"acked": n, "invalid": [...]`).
+ */
+export function pullResponseBody(deliveries: readonly Delivery[], acked?: { count: number; invalid: string[] }): Buffer {
   let size = 16;
   for (const d of deliveries) size += estimateBytes(d.message);
   const w = new WireBuffer(size);
@@ -107,7 +110,9 @@ export function pullResponseBody(deliveries: readonly Delivery[]): Buffer {
     writeMessageFields(w, d.topicId, d.message);
     w.text(`,"deliveryAttempt":${d.attempt},"ackId":${JSON.stringify(d.ackId)}}`);
   }
-  w.ascii(']}');
+  w.ascii(']');
+  if (acked) w.text(`,"acked":${acked.count},"invalid":${JSON.stringify(acked.invalid)}`);
+  w.ascii('}');
   return w.finish();
 }
 

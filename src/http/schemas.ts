@@ -141,22 +141,24 @@ export const PublishBody = Type.Object(
 );
 export type PublishBody = Static<typeof PublishBody>;
 
-export const PullBody = Type.Object(
-  {
-    max: Opt(Int(1, limits.pullMessagesMax)),
-    waitSeconds: Opt(Type.Number({ minimum: 0, maximum: limits.pullWaitSecondsMax })),
-    ackDeadlineSeconds: Opt(Int(limits.ackDeadlineSecondsMin, limits.ackDeadlineSecondsMax)),
-  },
-  strict,
-);
-export type PullBody = Static<typeof PullBody>;
-
 const AckIds = Type.Array(Type.String({ minLength: 1, maxLength: limits.ackIdLengthMax }), {
   minItems: 1,
   maxItems: limits.ackIdsPerRequestMax,
 });
 
 export const AckBody = Type.Object({ ackIds: AckIds }, strict);
+
+/** `ackIds`: acks these first, in the same log write as the pull (README, "The API"). */
+export const PullBody = Type.Object(
+  {
+    max: Opt(Int(1, limits.pullMessagesMax)),
+    waitSeconds: Opt(Type.Number({ minimum: 0, maximum: limits.pullWaitSecondsMax })),
+    ackDeadlineSeconds: Opt(Int(limits.ackDeadlineSecondsMin, limits.ackDeadlineSecondsMax)),
+    ackIds: Opt(AckIds),
+  },
+  strict,
+);
+export type PullBody = Static<typeof PullBody>;
 export type AckBody = Static<typeof AckBody>;
 
 export const NackBody = Type.Object({ ackIds: AckIds, delaySeconds: Opt(Int(0, limits.ackDeadlineSecondsMax)) }, strict);
@@ -191,7 +193,7 @@ export const AttemptsQuery = Type.Object({ limit: Opt(Type.String({ pattern: '^[
 
 export const ListSubscriptionsQuery = Type.Object({ topic: Opt(Name) }, strict);
 
-/** The pull answer, declared so fastify serializes it with a compiled serializer. */
+/** The pull answer's shape, for the route's schema; the route writes it out itself (render.ts). */
 export const PullResponse = Type.Object({
   messages: Type.Array(
     Type.Object({
@@ -208,6 +210,9 @@ export const PullResponse = Type.Object({
       ackId: Type.String(),
     }),
   ),
+  /** With `ackIds` in the request: what the ack did, as the ack route answers. */
+  acked: Opt(Type.Integer()),
+  invalid: Opt(Type.Array(Type.String())),
 });
 
 const MemberId = Type.Union([Type.Integer({ minimum: 1, maximum: 0xffffffff }), Type.String({ pattern: '^[1-9][0-9]{0,9}$' })]);

@@ -95,6 +95,37 @@ describe('pull', () => {
     expect(await pull(s, { max: 10 })).toHaveLength(10);
     expect(await pull(s, { max: 10 })).toHaveLength(5);
   });
+
+  test('a pull can carry acks: they are applied first, and the answer says what they did', async () => {
+    const { t, s } = await setup({ startAt: 'earliest' });
+    await publish(t, Array.from({ length: 5 }, (_, i) => ({ data: `m${i}` })));
+    const first = await pull(s, { max: 3 });
+    expect(first.map((m) => m.data)).toEqual(['m0', 'm1', 'm2']);
+    expect((await stats(s)).inFlight).toBe(3);
+
+    const r = await api(h.url, 'POST', `/v1/subscriptions/${s}/pull`, { max: 3, ackIds: [...first.map((m) => m.ackId), 'not-an-ack-id'] });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.acked).toBe(3);
+    expect(r.body.invalid).toEqual(['not-an-ack-id']);
+    expect(r.body.messages.map((m: any) => m.data)).toEqual(['m3', 'm4']);
+    expect(await stats(s)).toMatchObject({ inFlight: 2, backlog: 2, acked: 3 });
+
+    // Nothing left to hand out: the acks still go, and the answer is empty.
+    const last = await api(h.url, 'POST', `/v1/subscriptions/${s}/pull`, { ackIds: r.body.messages.map((m: any) => m.ackId) });
+    expect(last.body).toEqual({ messages: [], acked: 2, invalid: [] });
+    expect(await stats(s)).toMatchObject({ inFlight: 0, backlog: 0, acked: 5 });
+    // Without ackIds the answer has no ack fields.
+    expect((await api(h.url, 'POST', `/v1/subscriptions/${s}/pull`, {})).body).toEqual({ messages: [] });
+  });
+
+  test('acks carried by a pull are checked like the ack route\'s', async () => {
+    const { s } = await setup();
+    for (const ackIds of [[], Array.from({ length: 1001 }, () => 'x'), [''], 'x', [1]]) {
+      const r = await api(h.url, 'POST', `/v1/subscriptions/${s}/pull`, { ackIds });
+      expect(r.status, JSON.stringify(ackIds).slice(0, 40)).toBe(400);
+      expect(r.body.error.code).toBe('InvalidRequest');
+    }
+  });
 });
 
 describe('the visibility lock', () => {

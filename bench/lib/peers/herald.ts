@@ -4,8 +4,9 @@
  *
  * Load: the publisher POSTs batches of up to 16 messages (one HTTP request = one confirm for the
  * batch; the scenario keeps 1,000 messages unconfirmed, i.e. about 63 requests in flight); the
- * consumer runs inflight/500 pullers, each pulling up to 500 (long poll 1 s), then acking them in one
- * request before the next pull, so at most `inflight` messages are out unacked, as with a prefetch.
+ * consumer runs inflight/500 pullers, each pulling up to 500 (long poll 1 s) and acking them with its
+ * next pull (the pull's `ackIds`, applied before it leases), so at most `inflight` messages are out
+ * unacked, as with a prefetch.
  * With --herald-consumer ws, a WebSocket consumer with `inflight` credits instead (wsConsumer).
  */
 import WebSocket from 'ws';
@@ -49,7 +50,7 @@ export class HeraldPeer implements Peer {
   }
 
   describe(): string {
-    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, HTTP to the leader, publish batches ≤ 16, ${this.consumerKind === 'ws' ? 'WebSocket consumer (credits, acks per I/O turn)' : `pull ≤ ${PULL_MAX} + ack`}`;
+    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, HTTP to the leader, publish batches ≤ 16, ${this.consumerKind === 'ws' ? 'WebSocket consumer (credits, acks per I/O turn)' : `pull ≤ ${PULL_MAX}, acked with the next pull`}`;
   }
 
   async reset(): Promise<void> {
@@ -135,21 +136,22 @@ export class HeraldPeer implements Peer {
     const client = new Client(this.leaderUrl, pullers * 2);
     this.clients.push(client);
     const sub = `/v1/queues/${this.queue}`;
-    const pullBody = JSON.stringify({ max, waitSeconds: 1 });
     let stopped = false;
     const worker = async () => {
+      let toAck: string[] = [];
       // Bounded: at most 10 million pulls (far beyond any scenario); `close` ends it within a long poll.
       for (let i = 0; i < 10_000_000 && !stopped; i++) {
-        const r = await client.json('POST', `${sub}/pull`, pullBody).catch((e: Error) => ({ status: 0, body: e.message }));
+        const body = JSON.stringify(toAck.length > 0 ? { max, waitSeconds: 1, ackIds: toAck } : { max, waitSeconds: 1 });
+        const r = await client.json('POST', `${sub}/pull`, body).catch((e: Error) => ({ status: 0, body: e.message }));
         if (r.status !== 200) {
           await sleep(50);
           continue;
         }
         const messages: { data: string; ackId: string }[] = r.body.messages;
-        if (messages.length === 0) continue;
         for (const m of messages) onMessage(stampOf(m.data));
-        await client.json('POST', `${sub}/ack`, JSON.stringify({ ackIds: messages.map((m) => m.ackId) })).catch(() => undefined);
+        toAck = messages.map((m) => m.ackId);
       }
+      if (toAck.length > 0) await client.json('POST', `${sub}/ack`, JSON.stringify({ ackIds: toAck })).catch(() => undefined);
     };
     const loops = Promise.all(Array.from({ length: pullers }, worker));
     return {

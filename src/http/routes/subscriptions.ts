@@ -59,6 +59,10 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
       const config = node.machine.subscriptionConfig(name);
       if (!config) throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
       const body = req.body ?? {};
+      // Acks carried by the pull go into the log first, in the same write as the pull's lease (both
+      // are proposed in this turn): one round trip where an ack and a pull would take two.
+      const acking = body.ackIds ? countSettled('pull', name, 'acked', node.propose({ type: 'ack', subscription: name, ackIds: body.ackIds })) : undefined;
+      acking?.catch(() => {}); // awaited below; a pull that throws first must not leave it unhandled
       const deliveries: Delivery[] = await pull.pull(
         name,
         body.max ?? 10,
@@ -66,13 +70,20 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
         (body.ackDeadlineSeconds ?? config.ackDeadlineSeconds) * 1000,
         () => isGone(req),
       );
+      let acked: CountReply | undefined;
+      try {
+        acked = acking ? expectOk<CountReply>(await acking) : undefined;
+      } catch (error) {
+        if (deliveries.length > 0) pull.release(name, deliveries.map((d) => d.ackId));
+        throw error;
+      }
       if (deliveries.length > 0) {
         // The client may have left while the lease was being committed: give the messages back at
         // once rather than let them wait out the ack deadline with nobody holding them.
         const ackIds = deliveries.map((d) => d.ackId);
         if (isGone(req)) {
           pull.release(name, ackIds);
-          return { messages: [] };
+          return reply.type('application/json; charset=utf-8').send(pullResponseBody([], acked));
         }
         reply.raw.once('close', () => {
           if (!reply.raw.writableFinished) pull.release(name, ackIds);
@@ -80,7 +91,7 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
         noteDeliveries('pull', name, 'sent', deliveries.length);
       }
       // Written out directly (the schema's serializer costs several µs per 1 KiB message).
-      return reply.type('application/json; charset=utf-8').send(pullResponseBody(deliveries));
+      return reply.type('application/json; charset=utf-8').send(pullResponseBody(deliveries, acked));
     },
   );
 
