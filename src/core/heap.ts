@@ -20,6 +20,12 @@ export class TimedSeqHeap {
     this.items = [];
   }
 
+  /** Replaces the contents with `entries` (heapified in O(n)). */
+  rebuild(entries: TimedSeq[]): void {
+    const items = (this.items = entries);
+    for (let i = (items.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
   push(timeMs: number, seq: number): void {
     const items = this.items;
     items.push({ timeMs, seq });
@@ -39,19 +45,23 @@ export class TimedSeqHeap {
     const last = items.pop()!;
     if (items.length > 0) {
       items[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < items.length && less(items[l]!, items[m]!)) m = l;
-        if (r < items.length && less(items[r]!, items[m]!)) m = r;
-        if (m === i) break;
-        [items[i], items[m]] = [items[m]!, items[i]!];
-        i = m;
-      }
+      this.siftDown(0);
     }
     return top;
+  }
+
+  private siftDown(i: number): void {
+    const items = this.items;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < items.length && less(items[l]!, items[m]!)) m = l;
+      if (r < items.length && less(items[r]!, items[m]!)) m = r;
+      if (m === i) break;
+      [items[i], items[m]] = [items[m]!, items[i]!];
+      i = m;
+    }
   }
 }
 

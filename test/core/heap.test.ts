@@ -59,4 +59,19 @@ describe('TimedSeqHeap', () => {
       }),
     );
   });
+
+  it('rebuild heapifies any array: pops come out sorted, and pushes after it keep the order', () => {
+    const entry = fc.record({ timeMs: fc.integer({ min: 0, max: 50 }), seq: fc.integer({ min: 0, max: 50 }) });
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 300 }), fc.array(entry, { maxLength: 50 }), (entries, more) => {
+        const h = new TimedSeqHeap();
+        h.push(99, 99); // replaced by the rebuild
+        h.rebuild(entries.map((e) => ({ ...e })));
+        for (const e of more) h.push(e.timeMs, e.seq);
+        const out: TimedSeq[] = [];
+        for (let e = h.pop(); e; e = h.pop()) out.push(e);
+        expect(out).toEqual([...entries, ...more].sort(byTimeThenSeq));
+      }),
+    );
+  });
 });

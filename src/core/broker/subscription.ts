@@ -7,9 +7,12 @@
  * and a retry time are the same thing to it.
  */
 import { assert } from '../assert.js';
-import { TimedSeqHeap } from '../heap.js';
+import { TimedSeqHeap, type TimedSeq } from '../heap.js';
 import { compileFilter, type CompiledFilter } from './filter.js';
 import type { SubscriptionConfig } from './types.js';
+
+/** Stale heap entries tolerated beyond twice the live records before the heap is rebuilt. */
+const heapSlack = 1024;
 
 export interface PendingRecord {
   seq: number;
@@ -130,6 +133,7 @@ export class SubscriptionState {
   /** Forgets a record (acked, dead-lettered, dropped by retention or seek); unblocks its key's next. */
   removeRecord(record: PendingRecord): void {
     this.pending.delete(record.seq);
+    this.compactHeapIfStale();
     if (this.config.ordered && record.orderingKey !== undefined) {
       const queue = this.keyQueues.get(record.orderingKey);
       assert(queue !== undefined, `ordering key queue missing for seq ${record.seq}`);
@@ -144,6 +148,20 @@ export class SubscriptionState {
         this.heap.push(next.availableAtMs, next.seq);
       }
     }
+  }
+
+  /**
+   * Heap entries are dropped lazily, when they come up: an acked record's entry stays until its lease
+   * would have run out. A consumer acking 100,000 messages a second under a 30 s deadline left millions
+   * of them, and garbage collection over them made every delivery dearer as a drain went on. Once stale
+   * entries outnumber live ones, the heap is rebuilt from the records (one entry each): O(records),
+   * at most once per as many removals, so O(1) a removal. Pop order is (time, seq) either way.
+   */
+  private compactHeapIfStale(): void {
+    if (this.heap.size <= 2 * this.pending.size + heapSlack) return;
+    const entries: TimedSeq[] = [];
+    for (const r of this.pending.values()) if (!r.blocked) entries.push({ timeMs: r.availableAtMs, seq: r.seq });
+    this.heap.rebuild(entries);
   }
 
   /** The next record due at or before `nowMs`, dropping stale heap entries on the way. */
