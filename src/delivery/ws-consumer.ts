@@ -39,7 +39,7 @@ export class ConsumerSessions {
     node.onPublishProposed((topic, messages, nowMs) => {
       for (const [subscription, set] of this.bySubscription) {
         if (!node.machine.wouldMakeAvailable(subscription, topic, messages, nowMs)) continue;
-        for (const s of set) s.pump(false, true);
+        for (const s of set) if (s.waiting) s.pump(false, true);
       }
     });
     this.timer = setInterval(() => this.housekeep(), housekeepingMs);
@@ -128,6 +128,11 @@ export class ConsumerSession {
    * `pullsInFlightMax` pulls go through the log at once, each with its credits and lease room
    * reserved, so a fast reader is not held to one batch per commit round trip.
    */
+  /** No pull of its own in the log: a publish that feeds it is worth a pull right behind it. */
+  get waiting(): boolean {
+    return this.pulls === 0 && !this.closed;
+  }
+
   pump(afterPull = false, publishProposed = false): void {
     if (this.closed) return;
     // Anything but a pull's return (a credit, an ack, an `available` effect, a timer) may mean there

@@ -102,14 +102,14 @@ export class TextFrameBatch {
 
   /** The frames' bytes, as they go on the wire. */
   bytes(): Buffer {
-    return this.out.view();
+    return this.out.written();
   }
 
   /** Writes the batch; returns the bytes sent (0 when the socket is no longer open). */
   send(socket: WebSocket): number {
     const raw = (socket as unknown as { _socket?: Socket })._socket;
     if (this.frames === 0 || socket.readyState !== WebSocket.OPEN || !raw || raw.destroyed) return 0;
-    const bytes = this.out.finish();
+    const bytes = this.out.written();
     raw.write(bytes);
     return bytes.length;
   }

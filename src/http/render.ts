@@ -113,7 +113,7 @@ export function pullResponseBody(deliveries: readonly Delivery[], acked?: { coun
   w.ascii(']');
   if (acked) w.text(`,"acked":${acked.count},"invalid":${JSON.stringify(acked.invalid)}`);
   w.ascii('}');
-  return w.finish();
+  return w.written();
 }
 
 /** A push body in the `json` format: pull's message object without `ackId`. */
@@ -122,7 +122,7 @@ export function pushMessageBody(d: Delivery): Buffer {
   w.byte(0x7b);
   writeMessageFields(w, d.topicId, d.message);
   w.ascii(`,"deliveryAttempt":${d.attempt}}`);
-  return w.finish();
+  return w.written();
 }
 
 /** A WebSocket `message` frame's payload: `type` first, then pull's message object. */

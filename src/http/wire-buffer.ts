@@ -93,13 +93,9 @@ export class WireBuffer {
     this.off += delta;
   }
 
-  /** The bytes written so far, sharing memory with this buffer (valid until the next write or reset). */
-  view(): Buffer {
-    return this.buf.subarray(0, this.off);
-  }
-
-  /** The bytes written, for handing off: this buffer must not be written to afterwards. */
-  finish(): Buffer {
+  /** The bytes written so far, sharing memory with this buffer (valid until the next write or reset;
+   * once handed off to a socket, write no more). */
+  written(): Buffer {
     return this.buf.subarray(0, this.off);
   }
 

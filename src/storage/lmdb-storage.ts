@@ -100,7 +100,6 @@ export interface LoadedState {
   snapshot: { meta: SnapshotMeta; state: BrokerSnapshot } | null;
 }
 
-type DeferredDelete = { type: 'range'; topicId: number; from: number; to: number } | { type: 'drop'; topicId: number };
 /** Seqs [from, to) of a topic whose index entries are to go. */
 type ClearRange = { readonly topicId: number; readonly from: number; readonly to: number };
 
@@ -143,7 +142,8 @@ export class LmdbStorage implements MessageStore, LogReader {
   private indexLastKey: [number, number] = [0, 0];
   private pendingPuts = new Map<number, Map<number, StoredMessage>>();
   private putQueue: [number, StoredMessage][] = [];
-  private deferredDeletes: DeferredDelete[] = [];
+  /** Removals waiting for a snapshot step; that step hands them to `clearing`. */
+  private deferredDeletes: ClearRange[] = [];
   /** Index ranges of removed messages still being cleared, a bounded number of keys per step. Items
    * are replaced, never changed, so a copy of the array is a snapshot of it. */
   private clearing: ClearRange[] = [];
@@ -212,11 +212,11 @@ export class LmdbStorage implements MessageStore, LogReader {
   }
 
   deleteRange(topicId: number, fromSeq: number, toSeqExclusive: number): void {
-    this.deferredDeletes.push({ type: 'range', topicId, from: fromSeq, to: toSeqExclusive });
+    this.deferredDeletes.push({ topicId, from: fromSeq, to: toSeqExclusive });
   }
 
   dropTopic(topicId: number): void {
-    this.deferredDeletes.push({ type: 'drop', topicId });
+    this.deferredDeletes.push({ topicId, from: 0, to: Number.MAX_SAFE_INTEGER });
   }
 
   // ---- the driver's side ----
@@ -393,7 +393,7 @@ export class LmdbStorage implements MessageStore, LogReader {
       segments: this.segments.mark(),
     };
     let puts: [number, StoredMessage][] = [];
-    let deletes: DeferredDelete[] = [];
+    let deletes: ClearRange[] = [];
     if (install) {
       // What was applied before is replaced wholesale by the snapshot.
       this.putQueue = [];
@@ -470,9 +470,7 @@ export class LmdbStorage implements MessageStore, LogReader {
         if (write.snapshot) {
           const { meta, state, compactTo } = write.snapshot;
           this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
-          for (const d of deletes) {
-            this.clearing.push(d.type === 'range' ? { topicId: d.topicId, from: d.from, to: d.to } : { topicId: d.topicId, from: 0, to: Number.MAX_SAFE_INTEGER });
-          }
+          this.clearing.push(...deletes);
           for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
             this.log.removeSync(key);
           }

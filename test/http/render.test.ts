@@ -10,7 +10,7 @@ import { WireBuffer } from '../../src/http/wire-buffer.js';
 function written(write: (w: WireBuffer) => void): string {
   const w = new WireBuffer(16); // small, so that growing is exercised too
   write(w);
-  return w.finish().toString('utf8');
+  return w.written().toString('utf8');
 }
 
 const text = fc.string({ unit: 'grapheme', maxLength: 40 });

@@ -788,9 +788,9 @@ export class BrokerMachine {
   wouldMakeAvailable(name: string, topic: string, messages: readonly PublishItem[], nowMs: number): boolean {
     const s = this.subs.get(name);
     if (!s || s.config.topic !== topic || s.pending.size >= limits.pendingMessagesPerSubscriptionMax) return false;
-    for (const m of messages) {
-      if (!m.delaySeconds && s.wants({ publishTimeMs: nowMs, ...(m.tags ? { tags: m.tags } : {}), ...(m.routingKey !== undefined ? { routingKey: m.routingKey } : {}) })) return true;
-    }
+    // What `wants` checks of a stored message, on the items themselves (their tags and routing key).
+    if (nowMs < s.notBeforeMs) return false;
+    for (const m of messages) if (!m.delaySeconds && s.filter(m)) return true;
     return false;
   }
 

@@ -46,6 +46,11 @@ export function withNewSecret<T extends object>(node: HeraldNode, name: string, 
 
 type CountReply = { ok: true; count: number; invalid: string[] };
 
+/** Acks through the log (the ack route's, and those a pull carries), counted for the metrics. */
+async function proposeAck(node: HeraldNode, subscription: string, ackIds: string[]): Promise<CountReply> {
+  return expectOk<CountReply>(await countSettled('pull', subscription, 'acked', node.propose({ type: 'ack', subscription, ackIds })));
+}
+
 /**
  * The consumer verbs, registered under a prefix (`/v1/subscriptions/:name` and `/v1/queues/:name`).
  * Bodies are optional where every field is.
@@ -61,7 +66,7 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
       const body = req.body ?? {};
       // Acks carried by the pull go into the log first, in the same write as the pull's lease (both
       // are proposed in this turn): one round trip where an ack and a pull would take two.
-      const acking = body.ackIds ? countSettled('pull', name, 'acked', node.propose({ type: 'ack', subscription: name, ackIds: body.ackIds })) : undefined;
+      const acking = body.ackIds ? proposeAck(node, name, body.ackIds) : undefined;
       acking?.catch(() => {}); // awaited below; a pull that throws first must not leave it unhandled
       const deliveries: Delivery[] = await pull.pull(
         name,
@@ -70,17 +75,17 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
         (body.ackDeadlineSeconds ?? config.ackDeadlineSeconds) * 1000,
         () => isGone(req),
       );
+      const ackIds = deliveries.map((d) => d.ackId);
       let acked: CountReply | undefined;
       try {
-        acked = acking ? expectOk<CountReply>(await acking) : undefined;
+        acked = await acking;
       } catch (error) {
-        if (deliveries.length > 0) pull.release(name, deliveries.map((d) => d.ackId));
+        if (ackIds.length > 0) pull.release(name, ackIds);
         throw error;
       }
-      if (deliveries.length > 0) {
+      if (ackIds.length > 0) {
         // The client may have left while the lease was being committed: give the messages back at
         // once rather than let them wait out the ack deadline with nobody holding them.
-        const ackIds = deliveries.map((d) => d.ackId);
         if (isGone(req)) {
           pull.release(name, ackIds);
           return reply.type('application/json; charset=utf-8').send(pullResponseBody([], acked));
@@ -96,7 +101,7 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
   );
 
   app.post<NameReq & { Body: AckBody }>(`${prefix}/ack`, { schema: { params: NameParams, body: AckBody } }, async (req) => {
-    const r = expectOk<CountReply>(await countSettled('pull', req.params.name, 'acked', node.propose({ type: 'ack', subscription: req.params.name, ackIds: req.body.ackIds })));
+    const r = await proposeAck(node, req.params.name, req.body.ackIds);
     return { acked: r.count, invalid: r.invalid };
   });
 
