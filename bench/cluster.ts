@@ -38,6 +38,7 @@ import { Client } from './lib/http.js';
 import { consume, payload, produce, type Abort } from './lib/load.js';
 import { cpuSecondsOf, serverVersion } from './lib/server.js';
 import { fmtMs, fmtNum, Samples, table } from './lib/stats.js';
+import { numberFlag } from './lib/flags.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -62,11 +63,7 @@ const { values: flags } = parseArgs({
 });
 
 function opt(name: keyof typeof flags, fallback: number): number {
-  const raw = (flags[name] as string | undefined) ?? process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, not ${raw}`);
-  return n;
+  return numberFlag(flags, name, fallback);
 }
 
 const allPhases = ['single-a', 'single-b', 'single-c', 'a', 'b', 'c', 'd'];

@@ -14,6 +14,7 @@ import { Client } from './lib/http.js';
 import { produce, type Abort } from './lib/load.js';
 import { dirBytes, mappedRssOf, memoryOf, serverVersion, startServer } from './lib/server.js';
 import { fmtBytes, fmtMs, fmtNum, table } from './lib/stats.js';
+import { numberFlag } from './lib/flags.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -26,11 +27,7 @@ const { values: flags } = parseArgs({
   },
 });
 function opt(name: keyof typeof flags, fallback: number): number {
-  const raw = flags[name] ?? process.env[`BENCH_${name.toUpperCase()}`];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, not ${raw}`);
-  return n;
+  return numberFlag(flags, name, fallback);
 }
 const cfg = {
   messages: Math.max(1, Math.round(opt('messages', 1_000_000))),

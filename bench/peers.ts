@@ -34,6 +34,7 @@ import { scenarios, type Figures, type ScenarioConfig, type ScenarioKey } from '
 import type { Peer } from './lib/peers/types.js';
 import { serverVersion } from './lib/server.js';
 import { fmtMs, fmtNum, table } from './lib/stats.js';
+import { flagText, numberFlag } from './lib/flags.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -54,14 +55,10 @@ const { values: flags } = parseArgs({
 });
 
 function opt(name: keyof typeof flags, fallback: number): number {
-  const raw = (flags[name] as string | undefined) ?? process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, not ${raw}`);
-  return n;
+  return numberFlag(flags, name, fallback, { positive: true });
 }
 function list(name: 'peers' | 'scenarios', fallback: string, known: string[]): string[] {
-  const raw = (flags[name] as string | undefined) ?? process.env[`BENCH_${name.toUpperCase()}`] ?? fallback;
+  const raw = flagText(flags, name) ?? fallback;
   const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
   for (const i of items) if (!known.includes(i)) throw new Error(`--${name}: unknown ${i} (known: ${known.join(',')})`);
   return items;

@@ -66,6 +66,7 @@ import { Client } from './lib/http.js';
 import { consume, produce, type Abort } from './lib/load.js';
 import { cpuSecondsOf, dirBytes, mappedRssOf, memoryOf, serverVersion, tempDir } from './lib/server.js';
 import { fmtBytes, fmtMs, fmtNum, table } from './lib/stats.js';
+import { flagText } from './lib/flags.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -96,13 +97,11 @@ const { values: flags } = parseArgs({
 });
 
 type FlagName = keyof typeof flags;
-const envName = (name: string) => `BENCH_${name.toUpperCase().replace(/-/g, '_')}`;
 function raw(name: FlagName): string | undefined {
-  const v = flags[name];
-  return typeof v === 'string' ? v : process.env[envName(name)];
+  return flagText(flags, name);
 }
 function bool(name: FlagName): boolean {
-  return flags[name] === true || process.env[envName(name)] === '1';
+  return flags[name] === true || flagText(flags, name) === '1';
 }
 
 /** A count or size: "5000000", "5M", "100k" (k = 1000 for counts, 1024 for sizes). */

@@ -34,6 +34,7 @@ import { consume, produce, type Abort } from './lib/load.js';
 import { formatProfile, summarizeProfile } from './lib/profile.js';
 import { cpuSecondsOf, serverVersion, startServer, tempDir, type BenchServer } from './lib/server.js';
 import { fmtMs, fmtNum, table, type Samples } from './lib/stats.js';
+import { numberFlag } from './lib/flags.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -55,11 +56,7 @@ const { values: flags } = parseArgs({
 });
 
 function opt(name: keyof typeof flags, fallback: number): number {
-  const raw = (flags[name] as string | undefined) ?? process.env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, not ${raw}`);
-  return n;
+  return numberFlag(flags, name, fallback);
 }
 
 const cfg = {
