@@ -215,6 +215,7 @@ class SubscriptionPusher {
   /** Outcome proposals not yet answered (a planned stop waits for them). */
   private readonly outcomes = new Set<Promise<unknown>>();
   private readonly url: URL;
+  private readonly origin: string;
 
   constructor(
     private readonly node: HeraldNode,
@@ -227,6 +228,7 @@ class SubscriptionPusher {
     private readonly attemptLog: AttemptLog,
   ) {
     this.url = new URL(push.url);
+    this.origin = this.url.origin; // URL computes it on every read
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();
   }
@@ -367,7 +369,7 @@ class SubscriptionPusher {
       outcome = errorOutcome(error);
     }
     const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-    noteWebhookAttempt(this.name, this.url, outcome, latencyMs);
+    noteWebhookAttempt(this.name, this.origin, outcome, latencyMs);
     this.attemptLog.add({
       messageId: messageId(d.topicId, d.message.seq),
       seq: d.message.seq,

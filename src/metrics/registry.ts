@@ -138,12 +138,12 @@ export function countSettled(mode: DeliveryMode, subscription: string, outcome: 
   });
 }
 
-/** One webhook attempt ended: `outcome` is the HTTP status or an error name. */
-export function noteWebhookAttempt(subscription: string, url: URL, outcome: number | string, latencyMs: number): void {
+/** One webhook attempt ended: `outcome` is the HTTP status or an error name; `origin` the endpoint's. */
+export function noteWebhookAttempt(subscription: string, origin: string, outcome: number | string, latencyMs: number): void {
   const sub = subscriptions.label(subscription);
   const ok = typeof outcome === 'number' && outcome >= 200 && outcome < 300;
   const result = ok ? 'success' : typeof outcome === 'number' ? `http_${outcome}` : outcome.replace(/-/g, '_');
-  webhookRequests.child(sub, sub === otherLabelValue ? otherLabelValue : url.origin, result).inc();
+  webhookRequests.child(sub, sub === otherLabelValue ? otherLabelValue : origin, result).inc();
   webhookDuration.child().observe(latencyMs / 1000);
   noteDeliveries('push', subscription, 'sent', 1);
   noteDeliveries('push', subscription, ok ? 'acked' : 'failed', 1);
