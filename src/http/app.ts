@@ -19,6 +19,7 @@ import { tokenRoutes } from './routes/tokens.js';
 import { checkRequest, type Authenticator } from './auth.js';
 import { attachWebSockets } from './websocket.js';
 import { instrumentHttp } from '../metrics/registry.js';
+import { installJsonBodyParser } from './json-body.js';
 
 export interface AppDeps {
   node: HeraldNode;
@@ -79,6 +80,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     },
   });
+
+  installJsonBodyParser(app);
 
   // Authentication, where the request is served: the leader, or a follower for what it answers itself
   // (its own cluster view); what a follower forwards, the leader checks.

@@ -151,8 +151,11 @@ const needsJsonEscape = /[\u0000-\u001f"\\]/;
 
 const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** Decodes and checks a publish batch against the topic's size limit (413 for an oversized message). */
-export function publishItems(body: PublishBody, maxMessageBytes: number): PublishItem[] {
+/**
+ * Decodes and checks a publish batch against the topic's size limit (413 for an oversized message).
+ * `withoutEscapes`: the JSON it came in had no backslash, so no string in it needs escaping.
+ */
+export function publishItems(body: PublishBody, maxMessageBytes: number, withoutEscapes = false): PublishItem[] {
   return body.messages.map((m, i) => {
     const encoding = m.encoding ?? 'utf8';
     if (encoding === 'base64' && !base64Pattern.test(m.data)) throw invalid(`messages[${i}].data is not valid base64`);
@@ -162,7 +165,7 @@ export function publishItems(body: PublishBody, maxMessageBytes: number): Publis
     }
     if (m.routingKey !== undefined) checkWords(m.routingKey, `messages[${i}].routingKey`);
     const item: PublishItem = { data, encoding };
-    if (encoding === 'utf8' && !needsJsonEscape.test(m.data)) item.jsonSafe = true;
+    if (encoding === 'utf8' && (withoutEscapes || !needsJsonEscape.test(m.data))) item.jsonSafe = true;
     if (m.attributes !== undefined) item.attributes = m.attributes;
     if (m.tags !== undefined) item.tags = m.tags;
     if (m.routingKey !== undefined) item.routingKey = m.routingKey;

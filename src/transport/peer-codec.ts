@@ -1,8 +1,9 @@
 /**
  * Raft messages on the wire between nodes: length-framed binary, not JSON. A frame is
  * [u32 length of the rest][u8 kind][body]; a body is the message's fixed fields followed by its
- * entries, each [f64 index][f64 term][u8 type][u32 length][data]. Entry data is copied once, into the
- * frame; decoding returns views into the received buffer.
+ * entries, each [f64 index][f64 term][u8 type][u32 length][data]. An append goes out as parts
+ * (`encodeMessageParts`): its large entry data is written to the socket as it is, the same buffers for
+ * every follower, never copied into a frame; decoding returns views into the received buffer.
  */
 import { Packr } from 'msgpackr';
 import type { Message } from '../core/raft/messages.js';
@@ -125,6 +126,55 @@ export function encodeSnapshotChunk(c: SnapshotChunk): Buffer {
   if (w.pos - 4 > frameBytesMax) throw new FrameError(`frame of ${w.pos} bytes is over the limit`);
   w.buf.writeUInt32BE(w.pos - 4, 0);
   return w.buf.subarray(0, w.pos);
+}
+
+/**
+ * Entry data at least this long is not copied into an append's frame but written as its own part:
+ * below it, one more buffer in the socket's write costs more than the copy.
+ */
+export const inlineEntryBytesMax = 1024;
+
+/**
+ * Encodes one message as a frame in parts, to be written back to back: the fixed fields and entry
+ * headers in one buffer, with each large entry's data between its pieces as it is (shared, not
+ * copied). Only an append has more than one part.
+ */
+export function encodeMessageParts(m: Message): Uint8Array[] {
+  if (m.type !== 'append' || !m.entries.some((e) => e.data.length >= inlineEntryBytesMax)) return [encodeMessage(m)];
+  let inlineBytes = 0;
+  for (const e of m.entries) if (e.data.length < inlineEntryBytesMax) inlineBytes += e.data.length;
+  const w = new Writer(64 + 21 * m.entries.length + inlineBytes);
+  w.u32(0); // length, filled in below
+  w.u8(kindCode.get(m.type)!);
+  w.u32(m.group);
+  w.u32(m.from);
+  w.u32(m.to);
+  w.f64(m.term);
+  w.f64(m.prevIndex);
+  w.f64(m.prevTerm);
+  w.f64(m.commit);
+  w.u32(m.entries.length);
+  const parts: Uint8Array[] = [];
+  let pieceStart = 0;
+  let frameBytes = 0;
+  for (const e of m.entries) {
+    w.f64(e.index);
+    w.f64(e.term);
+    w.u8(e.type ?? 0);
+    if (e.data.length < inlineEntryBytesMax) {
+      w.bytes(e.data);
+      continue;
+    }
+    w.u32(e.data.length);
+    parts.push(w.buf.subarray(pieceStart, w.pos), e.data);
+    frameBytes += w.pos - pieceStart + e.data.length;
+    pieceStart = w.pos;
+  }
+  if (w.pos > pieceStart) parts.push(w.buf.subarray(pieceStart, w.pos));
+  frameBytes += w.pos - pieceStart;
+  if (frameBytes - 4 > frameBytesMax) throw new FrameError(`frame of ${frameBytes} bytes is over the limit`);
+  w.buf.writeUInt32BE(frameBytes - 4, 0);
+  return parts;
 }
 
 /** Encodes one message as a whole frame (length prefix included). */

@@ -10,7 +10,7 @@ import { createServer, connect, isIP, type Server, type Socket } from 'node:net'
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import type { Message } from '../core/raft/messages.js';
 import type { NodeId } from '../core/raft/types.js';
-import { decodeFrame, encodeMessage, encodeSnapshotChunk, FrameError, frameBytesMax, type PeerFrame, type SnapshotChunk } from './peer-codec.js';
+import { decodeFrame, encodeMessageParts, encodeSnapshotChunk, FrameError, frameBytesMax, type PeerFrame, type SnapshotChunk } from './peer-codec.js';
 
 export interface PeerAddress {
   id: NodeId;
@@ -82,7 +82,7 @@ class ByteQueue {
 class OutboundPeer {
   private socket: Socket | null = null;
   private ready = false;
-  private queue: Buffer[] = [];
+  private queue: Uint8Array[] = [];
   private queuedBytes = 0;
   private reconnectDelayMs = 100;
   private timer: NodeJS.Timeout | null = null;
@@ -99,16 +99,19 @@ class OutboundPeer {
     if (changed) this.socket?.destroy();
   }
 
-  send(frame: Buffer): void {
+  /** Sends one frame, given as the parts `encodeMessageParts` made (written back to back, not joined). */
+  send(parts: Uint8Array[]): void {
     if (this.closed) return;
     if (this.ready && this.socket) {
       if (this.socket.writableLength > outboundBytesMax) return; // not draining: drop, Raft resends
-      this.socket.write(frame);
+      for (const part of parts) this.socket.write(part);
       return;
     }
-    if (this.queuedBytes + frame.length > outboundBytesMax) return;
-    this.queue.push(frame);
-    this.queuedBytes += frame.length;
+    let bytes = 0;
+    for (const part of parts) bytes += part.length;
+    if (this.queuedBytes + bytes > outboundBytesMax) return;
+    for (const part of parts) this.queue.push(part);
+    this.queuedBytes += bytes;
     if (!this.socket && !this.timer) this.connect();
   }
 
@@ -290,7 +293,7 @@ export class PeerTransport {
         touched.add(peer);
         peer.cork();
       }
-      peer.send(encodeMessage(m));
+      peer.send(encodeMessageParts(m));
     }
     for (const p of touched) p.uncork();
   }
@@ -387,7 +390,6 @@ export class PeerTransport {
   async close(): Promise<void> {
     for (const p of this.peers.values()) p.close();
     for (const s of this.inbound) s.destroy();
-    for (const s of this.handshaking) s.destroy();
     for (const s of this.handshaking) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

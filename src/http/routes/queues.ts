@@ -42,7 +42,7 @@ export async function queueRoutes(app: FastifyInstance, { node, pull, push, disk
   app.post<NameReq & { Body: PublishBody }>(
     '/v1/queues/:name/messages',
     { schema: { params: NameParams, body: PublishBody } },
-    async (req) => publish(node, req.params.name, req.body, disk),
+    async (req) => publish(node, req.params.name, req.body, req.jsonWithoutEscapes, disk),
   );
 
   registerConsumerRoutes(app, '/v1/queues/:name', node, pull);

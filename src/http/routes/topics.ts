@@ -19,14 +19,17 @@ export function topicInfoOr404(node: HeraldNode, name: string) {
   return renderTopic(info);
 }
 
-/** Publishes a validated batch; shared by topics and queues. */
-export async function publish(node: HeraldNode, topic: string, body: PublishBody, disk?: DiskGuard): Promise<{ results: PublishResult[] }> {
+/**
+ * Publishes a validated batch; shared by topics and queues. `withoutEscapes`: the request's JSON had
+ * no backslash (see json-body.ts), so no message needs checking for what JSON escapes.
+ */
+export async function publish(node: HeraldNode, topic: string, body: PublishBody, withoutEscapes: boolean, disk?: DiskGuard): Promise<{ results: PublishResult[] }> {
   const config = node.machine.topicConfig(topic);
   if (!config) throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
   const full = disk?.full;
   if (full) throw new HeraldError('Unavailable', `storage is full: ${full}; publishing resumes when space returns`, 5);
   const startedMs = performance.now();
-  const messages = publishItems(body, config.maxMessageBytes);
+  const messages = publishItems(body, config.maxMessageBytes, withoutEscapes);
   const reply = expectOk<{ ok: true; results: PublishResult[] }>(await node.propose({ type: 'publish', topic, messages }));
   notePublished(topic, messages, reply.results, startedMs);
   return { results: reply.results };
@@ -68,6 +71,6 @@ export async function topicRoutes(app: FastifyInstance, { node, disk }: AppDeps)
   app.post<NameReq & { Body: PublishBody }>(
     '/v1/topics/:name/messages',
     { schema: { params: NameParams, body: PublishBody } },
-    async (req) => publish(node, req.params.name, req.body, disk),
+    async (req) => publish(node, req.params.name, req.body, req.jsonWithoutEscapes, disk),
   );
 }
