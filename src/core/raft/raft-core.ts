@@ -382,7 +382,15 @@ export class RaftCore {
       this.vote === m.from ||
       (this.vote === 0 && this.leader === noLeader) ||
       (m.pre && m.term > this.term);
-    const grant = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
+    let grant = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
+    // Two followers whose timers fire together would grant each other's pre-vote, both campaign, each
+    // vote for itself and split the vote: one more election timeout (1–2 s) with no leader. So a
+    // pre-candidate grants a rival pre-candidate only one whose log is ahead of its own, or as far and
+    // whose id is lower; one of the two goes on. Pre-votes decide nothing (safety rests on real votes),
+    // only who campaigns.
+    const rivalAhead = m.lastTerm > this.log.lastTerm() || (m.lastTerm === this.log.lastTerm() && m.lastIndex > this.log.lastIndex());
+    const rivalRefused = grant && m.pre && this.role === 'pre-candidate' && !rivalAhead && m.from > this.id;
+    if (rivalRefused) grant = false;
     if (grant && !m.pre) {
       this.electionElapsed = 0;
       this.vote = m.from;
@@ -396,6 +404,10 @@ export class RaftCore {
       term: grant ? m.term : this.term,
       granted: grant,
     });
+    // The rival's campaign shows that the leader lease is over for the voters it reached: ask them
+    // again now (a voter that ignored this node's pre-vote inside its lease would otherwise make it wait
+    // out a whole election timeout while the rival waits for it).
+    if (rivalRefused) this.startElection(true, false);
   }
 
   private stepCandidate(m: Message): void {
