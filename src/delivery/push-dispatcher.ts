@@ -46,6 +46,10 @@ export const pushLimits = {
   responseBodyBytesMax: 64 * 1024,
   /** How often the leader looks for push subscriptions created, changed or removed. */
   syncIntervalMs: 200,
+  /** Requests to one origin, leased or out, per connection to it (see OriginWindow). */
+  originInFlightPerConnection: 2,
+  /** Free slots in an origin's window before it wakes a pusher waiting for them (less in a small window). */
+  originWakeSlotsMin: 16,
 } as const;
 
 assert(limits.pushAttemptsListMax <= pushLimits.attemptsKeptMax, 'the attempts route lists only what is kept');
@@ -68,9 +72,71 @@ export interface PushDispatcherOptions {
   connectionsPerOrigin?: number;
 }
 
+/**
+ * The requests to one origin, across every pusher that posts there: leased messages not yet answered.
+ * Its size is what the origin's connections carry plus as many waiting, so that a message is leased
+ * (its ack deadline running) only when a connection will take it soon. Without it, 100 subscriptions
+ * × 64 in flight leased 6,400 messages for 256 connections: most sat in undici's queue, and the
+ * objects they kept alive made the garbage collector the bottleneck (deliveries/s rose by a fifth with
+ * the window). Pushers the window holds back wait in order and are woken one at a time as room frees.
+ */
+export class OriginWindow {
+  private used = 0;
+  private readonly waiting = new Set<SubscriptionPusher>();
+  /** A pusher was woken and has not pumped yet: the next waits for it, not for the same slots. */
+  private turnTaken = false;
+
+  /** Free slots before a waiting pusher is woken: enough for a batch, reachable in a small window. */
+  readonly wakeSlots: number;
+
+  constructor(readonly size: number) {
+    this.wakeSlots = Math.max(1, Math.min(pushLimits.originWakeSlotsMin, Math.ceil(size / 8)));
+  }
+
+  free(): number {
+    return this.size - this.used;
+  }
+
+  take(n: number): void {
+    this.used += n;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+    assert(this.used >= 0, 'origin window gave back more than it took');
+    this.wakeNext();
+  }
+
+  /** Holds a pusher back until room frees. */
+  wait(pusher: SubscriptionPusher): void {
+    this.waiting.add(pusher);
+  }
+
+  leave(pusher: SubscriptionPusher): void {
+    this.waiting.delete(pusher);
+  }
+
+  /** A woken pusher has pumped (and taken what it needed): the next may go. */
+  turnDone(): void {
+    this.turnTaken = false;
+    this.wakeNext();
+  }
+
+  private wakeNext(): void {
+    if (this.turnTaken || this.free() < this.wakeSlots) return;
+    const next = this.waiting.values().next();
+    if (next.done) return;
+    this.waiting.delete(next.value);
+    this.turnTaken = true;
+    next.value.originTurn();
+  }
+}
+
 export class PushDispatcher {
   private readonly pushers = new Map<string, SubscriptionPusher>();
   private readonly agent: Dispatcher;
+  private readonly originWindows = new Map<string, OriginWindow>();
+  private readonly originWindowSize: number;
   private readonly syncTimer: NodeJS.Timeout;
   private closed = false;
 
@@ -78,7 +144,9 @@ export class PushDispatcher {
     private readonly node: HeraldNode,
     options: PushDispatcherOptions,
   ) {
-    this.agent = webhookAgent({ allowPrivate: options.allowPrivate, connections: options.connectionsPerOrigin ?? 256 });
+    const connections = options.connectionsPerOrigin ?? 256;
+    this.agent = webhookAgent({ allowPrivate: options.allowPrivate, connections });
+    this.originWindowSize = connections * pushLimits.originInFlightPerConnection;
     node.onEffects((effects) => this.onEffects(effects));
     // An idle pusher whose subscription a publish feeds leases right behind it, in the same log write
     // (see pull-waiters.ts): the message reaches the endpoint one log round trip after it was sent.
@@ -113,13 +181,20 @@ export class PushDispatcher {
         this.pushers.delete(name);
       }
     }
-    // Attempt logs of deleted subscriptions go with them.
+    // Attempt logs of deleted subscriptions go with them, and windows of origins no pusher posts to.
     for (const name of this.attemptLogs.keys()) if (!machine.subscriptionConfig(name)) this.attemptLogs.delete(name);
+    for (const [origin, window] of this.originWindows) {
+      if (window.free() === window.size && ![...this.pushers.values()].some((p) => p.origin === origin)) this.originWindows.delete(origin);
+    }
     if (!leading) return;
     for (const name of machine.subscriptionNames()) {
       const config = machine.subscriptionConfig(name)!;
       if (!config.push || this.pushers.has(name)) continue;
-      const pusher = new SubscriptionPusher(this.node, this.agent, name, config.topic, config.push, config, this.attemptsOf(name));
+      const pusher = new SubscriptionPusher(this.node, this.agent, name, config.topic, config.push, config, this.attemptsOf(name), (origin) => {
+        let window = this.originWindows.get(origin);
+        if (!window) this.originWindows.set(origin, (window = new OriginWindow(this.originWindowSize)));
+        return window;
+      });
       this.pushers.set(name, pusher);
       pusher.wake();
     }
@@ -191,7 +266,7 @@ class AttemptLog {
   }
 }
 
-class SubscriptionPusher {
+export class SubscriptionPusher {
   private inFlight = 0;
   /** Lease proposals in the log, and the window slots they asked for. */
   private leases = 0;
@@ -215,7 +290,9 @@ class SubscriptionPusher {
   /** Outcome proposals not yet answered (a planned stop waits for them). */
   private readonly outcomes = new Set<Promise<unknown>>();
   private readonly url: URL;
-  private readonly origin: string;
+  readonly origin: string;
+  /** Shared with the other pushers to the same origin. */
+  private readonly window: OriginWindow;
 
   constructor(
     private readonly node: HeraldNode,
@@ -226,9 +303,11 @@ class SubscriptionPusher {
     /** The config object this pusher was built for; a new one (PATCH) means a new pusher. */
     readonly generation: object,
     private readonly attemptLog: AttemptLog,
+    originWindow: (origin: string) => OriginWindow,
   ) {
     this.url = new URL(push.url);
     this.origin = this.url.origin; // URL computes it on every read
+    this.window = originWindow(this.origin);
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();
   }
@@ -261,6 +340,15 @@ class SubscriptionPusher {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.window.leave(this);
+  }
+
+  /** Its origin's window has room for it now: pump, then let the window wake the next in line. */
+  originTurn(): void {
+    setImmediate(() => {
+      void this.pump(); // takes its slots before its first await
+      this.window.turnDone();
+    });
   }
 
   wake(): void {
@@ -297,9 +385,17 @@ class SubscriptionPusher {
     let room = this.push.maxInFlight - busy;
     // Half-open: one probe at a time until an attempt succeeds.
     if (this.halfOpen) room = busy === 0 ? 1 : 0;
+    const originLimited = this.window.free() < room;
+    if (originLimited) room = this.window.free();
     // Lease in batches: with requests still out, wait until an eighth of the window is free, so a
-    // busy pusher puts one lease through the log per many messages rather than one per message.
-    if (room <= 0 || (busy > 0 && room < Math.ceil(this.push.maxInFlight / 8))) return; // a finished attempt wakes the pusher
+    // busy pusher puts one lease through the log per many messages rather than one per message (and
+    // no more than the origin's window wakes it for, or it would pass every turn up).
+    const batchMin = originLimited ? Math.min(Math.ceil(this.push.maxInFlight / 8), this.window.wakeSlots) : Math.ceil(this.push.maxInFlight / 8);
+    if (room <= 0 || (busy > 0 && room < batchMin)) {
+      // A finished attempt of its own wakes the pusher; room at its origin, the origin's window.
+      if (originLimited) this.window.wait(this);
+      return;
+    }
     const rate = this.push.rateLimitPerSecond;
     if (rate > 0) {
       this.tokens = Math.min(rate, this.tokens + ((now - this.refilledAtMs) * rate) / 1000);
@@ -315,6 +411,7 @@ class SubscriptionPusher {
     const max = Math.min(room, pushLimits.leaseBatchMax);
     this.leases++;
     this.reserved += max;
+    this.window.take(max);
     // Tokens are taken when asking, and what the lease did not use is given back.
     if (rate > 0) this.tokens -= max;
     let leased = 0;
@@ -343,6 +440,7 @@ class SubscriptionPusher {
     } finally {
       this.leases--;
       this.reserved -= max;
+      this.window.give(max - leased); // the attempts started keep theirs until they end
       if (rate > 0) this.tokens += max - leased;
     }
     if (this.stopped) return;
@@ -379,6 +477,7 @@ class SubscriptionPusher {
       latencyMs,
     });
     this.inFlight--;
+    this.window.give(1);
     // Settled even by a stopped pusher (its config changed); on a node no longer leading the
     // proposal fails and the lease runs out instead.
     this.settle(d, outcome, retryAfterMs);
