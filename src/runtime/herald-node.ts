@@ -20,7 +20,7 @@ import type { Command, PublishItem, StampedCommand } from '../core/broker/comman
 import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
 import { EntryType, type Entry, type NodeId, type SnapshotMeta } from '../core/raft/types.js';
-import { decodeCommand, encodeCommand, LmdbStorage, LocatedRecords, StorageFullError, type ReceivedSnapshot, type StepWrite } from '../storage/lmdb-storage.js';
+import { decodeCommand, encodeCommand, entryInSegmentBytesMin, LmdbStorage, LocatedRecords, StorageFullError, type ReceivedSnapshot, type StepWrite } from '../storage/lmdb-storage.js';
 import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
 import { noteAppend, noteApplied, noteLeader, noteSnapshot, noteStorageWriteFailure } from '../metrics/registry.js';
 
@@ -582,8 +582,18 @@ export class HeraldNode {
       this.noteAddresses(cc);
       reply = { ok: true };
     } else if (entry.data.length > 0) {
-      const command = stamped ?? decodeCommand<StampedCommand>(entry.data);
-      const result = this.machine.apply(command, entry.index);
+      // A publish that storage keeps in a segment file is applied from the entry's bytes even here
+      // where it was proposed: its messages' data are then views into the entry, and storage indexes
+      // them where the entry is rather than writing every body a second time (lmdb-storage.ts).
+      const fromBytes = !stamped || (stamped.command.type === 'publish' && entry.data.length >= entryInSegmentBytesMin);
+      const command = fromBytes ? decodeCommand<StampedCommand>(entry.data) : stamped!;
+      this.storage.applying(entry);
+      let result: ReturnType<BrokerMachine['apply']>;
+      try {
+        result = this.machine.apply(command, entry.index);
+      } finally {
+        this.storage.applying(undefined);
+      }
       reply = result.reply;
       effects = result.effects;
       noteApplied(command, reply, this);

@@ -1,6 +1,16 @@
 /**
  * Herald's storage: one LMDB environment (the raft log and hard state, broker snapshots, and the index
- * of messages) plus segment files holding message bodies (segments.ts). One LMDB write transaction per
+ * of messages) plus segment files holding message bodies (segments.ts).
+ *
+ * A body is written once. A log entry of entryInSegmentBytesMin or more (a publish batch) goes to the
+ * segment files, and the log in LMDB keeps where it is; the messages it publishes are indexed where
+ * their data lies inside it (the index keeps the record's head: times, flags, attributes). Segment
+ * reference counts include the log entries in them, released when the log is compacted or a tail
+ * replaced. In sync mode a step's entries are synced (fdatasync) before the transaction that says
+ * where they are commits, so an acknowledged entry is on disk. Bodies not in such an entry (a small
+ * publish, a snapshot received from the leader) are written as whole records.
+ *
+ * One LMDB write transaction per
  * driver step carries new log entries, the message index writes of the commands applied since the
  * last step and, now and then, a broker snapshot; it is fsynced before its promise resolves
  * (`overlappingSync: false`), so a resolved step is on disk.
@@ -27,7 +37,7 @@ import type { BrokerSnapshot } from '../core/broker/machine.js';
 import type { MessageStore, StoredMessage } from '../core/broker/types.js';
 import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
-import { decodeRecord, encodeRecord, SegmentFiles, type Location } from './segments.js';
+import { decodeRecord, decodeRecordParts, encodeRecord, encodeRecordHead, SegmentFiles, type Location } from './segments.js';
 import { filesystemSpace } from './usage.js';
 import { noteFsync } from '../metrics/registry.js';
 
@@ -41,6 +51,20 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
  * (hasPendingWrites), and under load every step takes its share.
  */
 export const clearKeysPerStepMax = 500;
+/**
+ * Log entries at least this long (publish batches) are written to the segment files, not into LMDB,
+ * and the messages they publish are indexed where their data already is: a body is written once.
+ * `HERALD_ENTRY_IN_SEGMENT_BYTES` changes it, for tests that need LMDB to fill up with log entries.
+ */
+export const entryInSegmentBytesMin = Number(process.env.HERALD_ENTRY_IN_SEGMENT_BYTES) || 1024;
+/** The type byte of a log entry whose data is in a segment file (its value then holds where). */
+const entryInSegmentFlag = 0x80;
+
+/** Where a message's data sits in the log entry that published it. */
+interface EntrySource {
+  entryIndex: number;
+  offset: number;
+}
 /** LMDB reports a short write, which is what a full disk does to it mid-commit, as EIO. An EIO is taken
  * for lack of room when the disk has less than this free right after it (an LMDB write is at most a
  * few MiB unless one value is larger); a real I/O error on a disk with room still fails the node. */
@@ -114,17 +138,28 @@ export interface LmdbStorageOptions {
   inStepTransaction?: () => void;
 }
 
+const locationBytes = 12;
+
 function encodeLocation(loc: Location): Buffer {
-  const b = Buffer.allocUnsafe(12);
-  b.writeUInt32BE(loc.segment, 0);
-  b.writeUInt32BE(loc.offset, 4);
-  b.writeUInt32BE(loc.length, 8);
+  const b = Buffer.allocUnsafe(locationBytes);
+  writeLocation(b, 0, loc);
   return b;
 }
 
-function decodeLocation(b: Buffer): Location {
-  assert(b.length === 12, 'message index entry is not 12 bytes');
-  return { segment: b.readUInt32BE(0), offset: b.readUInt32BE(4), length: b.readUInt32BE(8) };
+function writeLocation(b: Buffer, at: number, loc: Location): void {
+  b.writeUInt32BE(loc.segment, at);
+  b.writeUInt32BE(loc.offset, at + 4);
+  b.writeUInt32BE(loc.length, at + 8);
+}
+
+/**
+ * The location at the start of a message index entry. The entry is the location of a whole record
+ * (12 bytes), or the location of the message's data followed by the record's head (the data is in
+ * the log entry that published it, written once).
+ */
+function decodeLocation(b: Buffer, at = 0): Location {
+  assert(b.length >= at + locationBytes, 'message index entry is shorter than a location');
+  return { segment: b.readUInt32BE(at), offset: b.readUInt32BE(at + 4), length: b.readUInt32BE(at + 8) };
 }
 
 export class LmdbStorage implements MessageStore, LogReader {
@@ -141,7 +176,12 @@ export class LmdbStorage implements MessageStore, LogReader {
    * of splitting them in half (and cannot replace an entry, so needs no check for one). */
   private indexLastKey: [number, number] = [0, 0];
   private pendingPuts = new Map<number, Map<number, StoredMessage>>();
-  private putQueue: [number, StoredMessage][] = [];
+  private putQueue: [number, StoredMessage, EntrySource | undefined][] = [];
+  /** The log entry being applied (see `applying`): messages whose data lies in it are indexed there. */
+  private applyingEntry: Entry | undefined;
+  /** Where the log entries written to segment files since this process started are (pruned with the log). */
+  private entryLocations = new Map<number, Location>();
+  private readonly syncEntriesPerStep: boolean;
   /** Removals waiting for a snapshot step; that step hands them to `clearing`. */
   private deferredDeletes: ClearRange[] = [];
   /** Index ranges of removed messages still being cleared, a bounded number of keys per step. Items
@@ -187,6 +227,8 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
     this.segments = (options.segmentFiles ?? ((dir) => new SegmentFiles(dir)))(join(dataDir, 'segments'));
     this.inStepTransaction = options.inStepTransaction;
+    // In sync mode the log entries in segment files are as durable as the rest of the log.
+    this.syncEntriesPerStep = options.durability !== 'relaxed';
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
     for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
     // Segments nothing points into (their last entry went just before a crash) are garbage.
@@ -200,15 +242,37 @@ export class LmdbStorage implements MessageStore, LogReader {
     let topic = this.pendingPuts.get(topicId);
     if (!topic) this.pendingPuts.set(topicId, (topic = new Map()));
     topic.set(message.seq, message);
-    this.putQueue.push([topicId, message]);
+    const e = this.applyingEntry;
+    const d = message.data;
+    const source =
+      e && d.buffer === e.data.buffer && d.byteOffset >= e.data.byteOffset && d.byteOffset + d.byteLength <= e.data.byteOffset + e.data.byteLength
+        ? { entryIndex: e.index, offset: d.byteOffset - e.data.byteOffset }
+        : undefined;
+    this.putQueue.push([topicId, message, source]);
+  }
+
+  /**
+   * The driver applies `entry` (undefined: done): a message put meanwhile whose data is a view into
+   * the entry's data is indexed where the entry is stored, not written again.
+   */
+  applying(entry: Entry | undefined): void {
+    this.applyingEntry = entry;
   }
 
   get(topicId: number, seq: number): StoredMessage | undefined {
     const pending = this.pendingPuts.get(topicId)?.get(seq);
     if (pending) return pending;
-    const loc = this.index.getBinaryFast([topicId, seq]);
-    if (!loc) return undefined;
-    return decodeRecord(seq, this.segments.read(decodeLocation(loc)));
+    const value = this.index.getBinaryFast([topicId, seq]);
+    if (!value) return undefined;
+    return this.recordAt(seq, value);
+  }
+
+  /** A message from its index entry: a whole record in a segment, or a head with its data elsewhere. */
+  private recordAt(seq: number, indexValue: Buffer): StoredMessage {
+    const loc = decodeLocation(indexValue);
+    if (indexValue.length === locationBytes) return decodeRecord(seq, this.segments.read(loc));
+    // Copied: the head is a view into LMDB's map, valid only until the next write.
+    return decodeRecordParts(seq, Buffer.from(indexValue.subarray(locationBytes)), this.segments.read(loc));
   }
 
   deleteRange(topicId: number, fromSeq: number, toSeqExclusive: number): void {
@@ -286,7 +350,7 @@ export class LmdbStorage implements MessageStore, LogReader {
   /** The stored log's entries of one type from `lo` on, in order (for the membership at startup). */
   *entriesOfType(type: EntryType, lo: number): Generator<Entry> {
     for (const { key, value } of this.log.getRange({ start: [this.group, lo], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
-      if (value[8] === type) yield decodeEntry(key[1], value);
+      if ((value[8]! & ~entryInSegmentFlag) === type) yield this.entryFrom(key[1], value);
     }
   }
 
@@ -318,7 +382,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     const out: Entry[] = [];
     let bytes = 0;
     for (const { key, value } of this.log.getRange({ start: [this.group, lo], end: [this.group, hi] })) {
-      const e = decodeEntry(key[1], value);
+      const e = this.entryFrom(key[1], value);
       if (out.length > 0 && bytes + e.data.length > bytesMax) break;
       out.push(e);
       bytes += e.data.length;
@@ -344,9 +408,12 @@ export class LmdbStorage implements MessageStore, LogReader {
           yield [t.id, seq, Buffer.concat(encodeRecord(pending))];
           continue;
         }
-        const loc = this.index.getBinaryFast([t.id, seq]);
-        assert(loc !== undefined, `topic ${t.name} no longer holds seq ${seq}`);
-        yield [t.id, seq, Buffer.from(this.segments.read(decodeLocation(loc)))];
+        const value = this.index.getBinaryFast([t.id, seq]);
+        assert(value !== undefined, `topic ${t.name} no longer holds seq ${seq}`);
+        const loc = decodeLocation(value);
+        // A whole record, or the head kept in the index followed by the data in the log entry.
+        if (value.length === locationBytes) yield [t.id, seq, Buffer.from(this.segments.read(loc))];
+        else yield [t.id, seq, Buffer.concat([value.subarray(locationBytes), this.segments.read(loc)])];
       }
     }
   }
@@ -392,7 +459,7 @@ export class LmdbStorage implements MessageStore, LogReader {
       indexLastKey: this.indexLastKey,
       segments: this.segments.mark(),
     };
-    let puts: [number, StoredMessage][] = [];
+    let puts: [number, StoredMessage, EntrySource | undefined][] = [];
     let deletes: ClearRange[] = [];
     if (install) {
       // What was applied before is replaced wholesale by the snapshot.
@@ -423,12 +490,22 @@ export class LmdbStorage implements MessageStore, LogReader {
     };
 
     let appended = false;
+    const stepEntryLocations = new Map<number, Location>();
     try {
-      // Bodies first, into the segment files; the index entries that point at them go in the transaction.
-      const locations = this.segments.append(puts.map(([, m]) => encodeRecord(m)));
+      // Into the segment files first, in one append (a failed step takes it all back): the large log
+      // entries, and the message bodies that are not in one of those already. The log and index
+      // entries that point at them go in the transaction.
+      const segmentedEntries = write.entries.filter((e) => e.data.length >= entryInSegmentBytesMin);
+      const segmentedInStep = new Set(segmentedEntries.map((e) => e.index));
+      const inEntry = puts.map(([, , src]) => src !== undefined && (segmentedInStep.has(src.entryIndex) || this.entryLocation(src.entryIndex) !== undefined));
+      const records: Buffer[][] = segmentedEntries.map((e) => [asBuffer(e.data)]);
+      for (let i = 0; i < puts.length; i++) if (!inEntry[i]) records.push(encodeRecord(puts[i]![1]));
+      const locations = this.segments.append(records);
       appended = true;
-      // A snapshot must only refer to message bodies that are on disk.
-      if (write.snapshot || install) await this.segments.sync();
+      for (let i = 0; i < segmentedEntries.length; i++) stepEntryLocations.set(segmentedEntries[i]!.index, locations[i]!);
+      // Log entries in segment files are synced before the log says where they are (sync mode), so an
+      // acknowledged entry is on disk; a snapshot must only refer to message bodies that are on disk.
+      if (write.snapshot || install || (segmentedEntries.length > 0 && this.syncEntriesPerStep)) await this.segments.sync();
 
       const commitStartedMs = performance.now();
       await this.root.childTransaction(() => {
@@ -447,31 +524,57 @@ export class LmdbStorage implements MessageStore, LogReader {
           this.indexLastKey = [0, 0];
           for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
         }
-        for (const e of write.entries) this.log.putSync([this.group, e.index], encodeEntry(e));
+        for (const e of write.entries) {
+          // An entry replaced (by a new leader's) lets go of the segment it was in.
+          if (!install && e.index <= this.logLastIndex) this.releaseEntry(e.index, addLive);
+          const at = stepEntryLocations.get(e.index);
+          if (at) addLive(at.segment, 1);
+          this.log.putSync([this.group, e.index], at ? encodeEntryAt(e, at) : encodeEntry(e));
+        }
         if (truncating) {
           // A new leader replaced our tail: entries past the new last one are gone.
           for (const key of this.log.getKeys({ start: [this.group, lastWritten + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
+            this.releaseEntry(key[1], addLive);
             this.log.removeSync(key);
           }
         }
         if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
+        let nextRecord = segmentedEntries.length; // the records' locations follow the entries'
         for (let i = 0; i < puts.length; i++) {
-          const key: [number, number] = [puts[i]![0], puts[i]![1].seq];
+          const [topicId, m, src] = puts[i]!;
+          const key: [number, number] = [topicId, m.seq];
+          let value: Buffer;
+          let segment: number;
+          if (inEntry[i]) {
+            // Its data is where the log entry that published it is: index that place, with the head.
+            const at = stepEntryLocations.get(src!.entryIndex) ?? this.entryLocation(src!.entryIndex)!;
+            assert(src!.offset + m.data.byteLength <= at.length, `message ${m.seq} lies past the end of log entry ${src!.entryIndex}`);
+            const head = encodeRecordHead(m);
+            value = Buffer.allocUnsafe(locationBytes + head.length);
+            writeLocation(value, 0, { segment: at.segment, offset: at.offset + src!.offset, length: m.data.byteLength });
+            head.copy(value, locationBytes);
+            segment = at.segment;
+          } else {
+            const loc = locations[nextRecord++]!;
+            value = encodeLocation(loc);
+            segment = loc.segment;
+          }
           const last = this.indexLastKey;
           if (key[0] > last[0] || (key[0] === last[0] && key[1] > last[1])) {
-            this.index.putSync(key, encodeLocation(locations[i]!), { append: true });
+            this.index.putSync(key, value, { append: true });
             this.indexLastKey = key;
           } else {
             unindex(key); // a replayed put replaces the copy written before the restart
-            this.index.putSync(key, encodeLocation(locations[i]!));
+            this.index.putSync(key, value);
           }
-          addLive(locations[i]!.segment, 1);
+          addLive(segment, 1);
         }
         if (write.snapshot) {
           const { meta, state, compactTo } = write.snapshot;
           this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
           this.clearing.push(...deletes);
           for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
+            this.releaseEntry(key[1], addLive);
             this.log.removeSync(key);
           }
         }
@@ -519,6 +622,12 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.terms = [];
       this.termsOffset = this.logFirstIndex;
     }
+    // Where the log entries in segment files are, as the log now says.
+    if (install) this.entryLocations.clear();
+    if (truncating) for (const i of [...this.entryLocations.keys()]) if (i > lastWritten!) this.entryLocations.delete(i);
+    for (const e of write.entries) this.entryLocations.delete(e.index);
+    for (const [i, loc] of stepEntryLocations) this.entryLocations.set(i, loc);
+    if (write.snapshot) for (const i of [...this.entryLocations.keys()]) if (i <= write.snapshot.compactTo) this.entryLocations.delete(i);
     if (write.entries.length > 0) {
       const first = write.entries[0]!.index;
       if (this.terms.length === 0) this.termsOffset = first;
@@ -555,6 +664,29 @@ export class LmdbStorage implements MessageStore, LogReader {
         }
       }
     }
+  }
+
+  /** A stored log entry, its data read from a segment file if it is in one. */
+  private entryFrom(index: number, value: Buffer): Entry {
+    assert(value.length >= 9, `log entry ${index} is truncated`);
+    const type = value[8]!;
+    const term = value.readDoubleBE(0);
+    if (type & entryInSegmentFlag) return { index, term, type: (type & ~entryInSegmentFlag) as EntryType, data: this.segments.read(decodeLocation(value, 9)) };
+    return { index, term, type: type as EntryType, data: value.subarray(9) };
+  }
+
+  /** Where a stored log entry is in the segment files; undefined if it is not in one (or not stored). */
+  private entryLocation(index: number): Location | undefined {
+    const known = this.entryLocations.get(index);
+    if (known) return known;
+    const value = this.log.getBinaryFast([this.group, index]);
+    return value && value[8]! & entryInSegmentFlag ? decodeLocation(value, 9) : undefined;
+  }
+
+  /** A log entry about to be removed or replaced lets go of the segment it is in. */
+  private releaseEntry(index: number, addLive: (segment: number, delta: number) => void): void {
+    const value = this.log.getBinaryFast([this.group, index]);
+    if (value && value[8]! & entryInSegmentFlag) addLive(value.readUInt32BE(9), -1);
   }
 
   /** Removes up to clearKeysPerStepMax index entries of the ranges being cleared, oldest range first. */
@@ -631,18 +763,26 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-// Log entry layout: [term: float64][type: u8][data]. Binary, so the raft transport can ship it as is.
+// Log entry layout: [term: float64][type: u8][data], or, for an entry in a segment file,
+// [term: float64][type | 0x80: u8][segment: u32][offset: u32][length: u32].
+function encodeEntryAt(e: Entry, at: Location): Buffer {
+  const out = Buffer.allocUnsafe(9 + locationBytes);
+  out.writeDoubleBE(e.term, 0);
+  out[8] = (e.type ?? EntryType.normal) | entryInSegmentFlag;
+  writeLocation(out, 9, at);
+  return out;
+}
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 function encodeEntry(e: Entry): Buffer {
   const out = Buffer.allocUnsafe(9 + e.data.length);
   out.writeDoubleBE(e.term, 0);
   out[8] = e.type ?? EntryType.normal;
   out.set(e.data, 9);
   return out;
-}
-
-function decodeEntry(index: number, value: Buffer): Entry {
-  assert(value.length >= 9, `log entry ${index} is truncated`);
-  return { index, term: value.readDoubleBE(0), type: value[8] as EntryType, data: value.subarray(9) };
 }
 
 export function encodeCommand(value: unknown): Buffer {

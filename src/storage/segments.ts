@@ -4,10 +4,14 @@
  * backlog costs disk and page cache, not resident memory, which LMDB's memory map would charge for
  * every page it touches. A segment is removed once no index entry points into it.
  *
- * Durability: segment writes are not fsynced per step. Every message was first made durable in the
- * Raft log; a restart replays the log from the last snapshot and writes again any message applied
- * after it. Before a snapshot is written, the segments are synced (`sync`), so every message the
- * snapshot's state refers to is on disk.
+ * Segments also hold the Raft log's large entries (publish batches), and messages indexed inside them
+ * (lmdb-storage.ts), so that a body is written once.
+ *
+ * Durability: in sync mode a step that wrote log entries here syncs before its LMDB commit. Message
+ * records are not synced per step otherwise: every message was first made durable in the Raft log; a
+ * restart replays the log from the last snapshot and writes again any message applied after it.
+ * Before a snapshot is written, the segments are synced (`sync`), so every message the snapshot's
+ * state refers to is on disk.
  *
  * A write that fails (ENOSPC) is undone: `append` takes back what it wrote before it throws, and a
  * caller whose later step fails takes back a whole append with `mark`/`rollback`, so a retry lands at
@@ -68,16 +72,31 @@ export function encodeRecord(m: StoredMessage): Buffer[] {
   return metaBytes ? [header, metaBytes, data] : [header, data];
 }
 
+/** A record without its data: the header and the meta (kept in the index when the data is elsewhere). */
+export function encodeRecordHead(m: StoredMessage): Buffer {
+  const parts = encodeRecord(m);
+  return parts.length === 2 ? parts[0]! : Buffer.concat([parts[0]!, parts[1]!]);
+}
+
 export function decodeRecord(seq: number, record: Buffer): StoredMessage {
   assert(record.length >= headerBytes, `message ${seq} record is truncated`);
   const metaLength = record.readUInt32BE(17);
   assert(headerBytes + metaLength <= record.length, `message ${seq} record has a bad meta length`);
+  return decodeRecordParts(seq, record.subarray(0, headerBytes + metaLength), record.subarray(headerBytes + metaLength));
+}
+
+/** A record from its head (`encodeRecordHead`) and its data, stored apart. */
+export function decodeRecordParts(seq: number, head: Buffer, data: Buffer): StoredMessage {
+  const record = head;
+  assert(record.length >= headerBytes, `message ${seq} record is truncated`);
+  const metaLength = record.readUInt32BE(17);
+  assert(headerBytes + metaLength === record.length, `message ${seq} record has a bad meta length`);
   const m: StoredMessage = {
     seq,
     publishTimeMs: record.readDoubleBE(0),
     visibleAtMs: record.readDoubleBE(8),
     encoding: record[16]! & 1 ? 'base64' : 'utf8',
-    data: record.subarray(headerBytes + metaLength),
+    data,
   };
   if (record[16]! & 2) m.jsonSafe = true;
   if (metaLength > 0) {

@@ -8,8 +8,9 @@
 // grow the tmpfs (`mount -o remount`) and wait (polling, with deadlines) for the stuck publish and
 // for new publishes to succeed, then restart it and read everything back. Twice: with LMDB's files
 // elsewhere (symlinked), so that the segment files' writev finds no room, and with the segment files
-// elsewhere, so that LMDB's commit does. Then, with room short again, a node is stopped while its
-// write waits.
+// elsewhere, so that LMDB's commit does (log entries kept in LMDB there, HERALD_ENTRY_IN_SEGMENT_BYTES:
+// publish batches go to the segment files otherwise). Then, with room short again, a node is stopped
+// while its write waits.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statfsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,8 +27,11 @@ let mnt = '';
 let mounted = false;
 const running: HeraldProcess[] = [];
 
-async function start(dataDir: string): Promise<HeraldProcess> {
-  const p = await startHerald({ dataDir, env: { HERALD_SEGMENT_BYTES: String(mib) }, args: ['--disk-reserve-bytes', '0'] });
+/** `entriesInLmdb`: log entries stay in LMDB (not in the segment files), so that LMDB's commit fills the disk. */
+async function start(dataDir: string, entriesInLmdb = false): Promise<HeraldProcess> {
+  const env: Record<string, string> = { HERALD_SEGMENT_BYTES: String(mib) };
+  if (entriesInLmdb) env.HERALD_ENTRY_IN_SEGMENT_BYTES = String(1 << 30);
+  const p = await startHerald({ dataDir, env, args: ['--disk-reserve-bytes', '0'] });
   running.push(p);
   return p;
 }
@@ -110,8 +114,8 @@ function noSpaceFailures(metrics: string): number {
 }
 
 /** Fills the disk under a fresh node, checks it through the stall, gives room back, restarts it. */
-async function stallAndRecover(dataDir: string, failedWrite: RegExp): Promise<void> {
-  let h = await start(dataDir);
+async function stallAndRecover(dataDir: string, failedWrite: RegExp, entriesInLmdb = false): Promise<void> {
+  let h = await start(dataDir, entriesInLmdb);
   await apiOk(h.url, 'PUT', '/v1/topics/t', {});
   const acked = new Set<string>();
   const stuck = await publishUntilStalled(h, acked, 'a');
@@ -146,7 +150,7 @@ async function stallAndRecover(dataDir: string, failedWrite: RegExp): Promise<vo
 
   // A restart finds every message (bodies read back from the segment files).
   await h.stop();
-  h = await start(dataDir);
+  h = await start(dataDir, entriesInLmdb);
   expect((await api(h.url, 'GET', '/v1/topics/t')).body.messages).toBe(acked.size);
   expect(new Set(await readAll(h, 'second', acked.size))).toEqual(acked);
   expect((await api(h.url, 'GET', '/v1/subscriptions/first')).body.backlog).toBe(0);
@@ -174,13 +178,13 @@ test('LMDB finds the disk full at commit: the same', async () => {
   roomFor(12 * mib);
   // LMDB reports a short write as EIO (taken for no room when the disk is nearly full), one that
   // wrote nothing as ENOSPC.
-  await stallAndRecover(dataDir, /lack of room \(no_space: (Input\/output error|No space left on device)/);
+  await stallAndRecover(dataDir, /lack of room \(no_space: (Input\/output error|No space left on device)/, true);
 }, 60_000);
 
 test('a stop while a write waits for room is prompt; what was acknowledged is there after it', async () => {
   // LMDB's commit fails here, so the publish in flight is (almost always) the one caught waiting.
   const dataDir = join(mnt, 'lmdb-full');
-  let h = await start(dataDir);
+  let h = await start(dataDir, true);
   const stored = (await api(h.url, 'GET', '/v1/topics/t')).body.messages as number;
   expect(stored).toBeGreaterThan(0);
   roomFor(6 * mib);
@@ -198,7 +202,7 @@ test('a stop while a write waits for room is prompt; what was acknowledged is th
   expect(stuck.answer()!.status, JSON.stringify(stuck.answer()!.body)).toBe(503);
 
   roomFor(256 * mib);
-  h = await start(dataDir);
+  h = await start(dataDir, true);
   // What was acknowledged before the stop is there; the publish in flight never reached the disk.
   expect((await api(h.url, 'GET', '/v1/topics/t')).body.messages).toBe(stored + acked.size);
   const read = new Set(await readAll(h, 'after-stop', stored + acked.size));

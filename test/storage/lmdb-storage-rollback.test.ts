@@ -18,7 +18,7 @@ import type { LmdbStorageOptions, StepWrite } from '../../src/storage/lmdb-stora
 
 // Read when segments.ts is first imported, hence the dynamic imports below.
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
-const { LmdbStorage, LocatedRecords, StorageFullError } = await import('../../src/storage/lmdb-storage.js');
+const { LmdbStorage, LocatedRecords, StorageFullError, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
 const { SegmentFiles, encodeRecord } = await import('../../src/storage/segments.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
@@ -325,9 +325,11 @@ test('an LMDB commit that finds the disk full (a real tmpfs) is undone, is Stora
   const filesBefore = segmentFiles(failing.dir);
   const innerBefore = inner(failing.s);
 
-  // 4 MiB of log entries do not fit in 2 MiB.
+  // 5 MB of log entries do not fit in 2 MiB. (Small ones: LMDB keeps those; a large one goes to a
+  // segment file.)
   putAll(both, 1, 11, 30);
-  const write: StepWrite = { entries: entries(3, 10, 1, 512 * 1024), hardState: { term: 1, vote: 1, commit: 10 } };
+  const small = entryInSegmentBytesMin - 24;
+  const write: StepWrite = { entries: entries(3, 5002, 1, small), hardState: { term: 1, vote: 1, commit: 5002 } };
   const error = await failing.s.step(write).catch((e: unknown) => e);
   expect(error, String(error)).toBeInstanceOf(StorageFullError);
   expect((error as InstanceType<typeof StorageFullError>).reason).toBe('no_space');
@@ -344,6 +346,6 @@ test('an LMDB commit that finds the disk full (a real tmpfs) is undone, is Stora
   await failing.s.step(write);
   await clean.s.step(write);
   await expectSame(failing, clean, { 1: 30 });
-  expect(failing.s.entries(3, 11, Infinity).map((e) => e.data.length)).toEqual(Array(8).fill(512 * 1024));
+  expect(failing.s.entries(3, 5003, Infinity).map((e) => e.data.length)).toEqual(Array(5000).fill(small));
   await expectSameAfterReopen(failing, clean, { 1: 30 });
 });
