@@ -144,16 +144,8 @@ export function encodeMessageParts(m: Message): Uint8Array[] {
   let inlineBytes = 0;
   for (const e of m.entries) if (e.data.length < inlineEntryBytesMax) inlineBytes += e.data.length;
   const w = new Writer(64 + 21 * m.entries.length + inlineBytes);
-  w.u32(0); // length, filled in below
-  w.u8(kindCode.get(m.type)!);
-  w.u32(m.group);
-  w.u32(m.from);
-  w.u32(m.to);
-  w.f64(m.term);
-  w.f64(m.prevIndex);
-  w.f64(m.prevTerm);
-  w.f64(m.commit);
-  w.u32(m.entries.length);
+  writeHead(w, m);
+  writeAppendFields(w, m);
   const parts: Uint8Array[] = [];
   let pieceStart = 0;
   let frameBytes = 0;
@@ -177,15 +169,28 @@ export function encodeMessageParts(m: Message): Uint8Array[] {
   return parts;
 }
 
-/** Encodes one message as a whole frame (length prefix included). */
-export function encodeMessage(m: Message): Buffer {
-  const w = new Writer(m.type === 'append' ? 64 + m.entries.reduce((n, e) => n + 21 + e.data.length, 0) : 64);
-  w.u32(0); // length, filled in below
+/** The length prefix (0 until the frame is done), the kind and the envelope. */
+function writeHead(w: Writer, m: Message): void {
+  w.u32(0);
   w.u8(kindCode.get(m.type)!);
   w.u32(m.group);
   w.u32(m.from);
   w.u32(m.to);
   w.f64(m.term);
+}
+
+/** An append's fixed fields, up to its entries. */
+function writeAppendFields(w: Writer, m: Extract<Message, { type: 'append' }>): void {
+  w.f64(m.prevIndex);
+  w.f64(m.prevTerm);
+  w.f64(m.commit);
+  w.u32(m.entries.length);
+}
+
+/** Encodes one message as a whole frame (length prefix included). */
+export function encodeMessage(m: Message): Buffer {
+  const w = new Writer(m.type === 'append' ? 64 + m.entries.reduce((n, e) => n + 21 + e.data.length, 0) : 64);
+  writeHead(w, m);
   switch (m.type) {
     case 'vote':
       w.u8((m.pre ? 1 : 0) | (m.transfer ? 2 : 0));
@@ -196,10 +201,7 @@ export function encodeMessage(m: Message): Buffer {
       w.u8((m.pre ? 1 : 0) | (m.granted ? 2 : 0));
       break;
     case 'append':
-      w.f64(m.prevIndex);
-      w.f64(m.prevTerm);
-      w.f64(m.commit);
-      w.u32(m.entries.length);
+      writeAppendFields(w, m);
       for (const e of m.entries) {
         w.f64(e.index);
         w.f64(e.term);

@@ -7,48 +7,27 @@
 // log says where they are, so an acknowledged entry is on disk.
 // Method: LmdbStorage in a temp dir with 64 KiB segments, driven as the node drives it (step, then
 // `applying(entry)` around the puts a publish makes, its data views into the entry's bytes).
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import type { ConfState, Entry } from '../../src/core/raft/types.js';
-import type { LmdbStorageOptions } from '../../src/storage/lmdb-storage.js';
 
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
 const { LmdbStorage, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
 const { SegmentFiles } = await import('../../src/storage/segments.js');
+const { storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
 const packr = new Packr({ useRecords: false });
 const conf: ConfState = { voters: [1], learners: [] };
 const noTopics = { topics: [] } as unknown as BrokerSnapshot;
-const cleanups: (() => unknown)[] = [];
-const opened = new Set<Storage>();
-afterEach(async () => {
-  for (const s of opened) await s.close();
-  opened.clear();
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-entries-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function open(dir: string, options: LmdbStorageOptions = {}): Storage {
-  const s = new LmdbStorage(dir, 0, options);
-  s.load(conf);
-  opened.add(s);
-  return s;
-}
+const { tempDir, open, close } = storeHarness(LmdbStorage, conf, 'herald-entries-');
 
 async function reopen(s: Storage, dir: string): Promise<Storage> {
-  opened.delete(s);
-  await s.close();
+  await close(s);
   return open(dir);
 }
 

@@ -7,49 +7,24 @@
 // without it) and one where nothing fails, and compares them after the retry and again after
 // reopening both. Segments are 64 KiB, so a step's bodies span several segment files.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import type { ConfState, Entry } from '../../src/core/raft/types.js';
-import type { LmdbStorageOptions, StepWrite } from '../../src/storage/lmdb-storage.js';
+import type { StepWrite } from '../../src/storage/lmdb-storage.js';
 
 // Read when segments.ts is first imported, hence the dynamic imports below.
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
 const { LmdbStorage, LocatedRecords, StorageFullError, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
 const { SegmentFiles, encodeRecord } = await import('../../src/storage/segments.js');
+const { storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
 const conf: ConfState = { voters: [1], learners: [] };
 const state = { topics: [] } as unknown as BrokerSnapshot;
-const cleanups: (() => void | Promise<void>)[] = [];
-/** Stores open now: closed after each test, before the cleanups (unmount, removal). */
-const opened = new Set<Storage>();
-afterEach(async () => {
-  for (const s of opened) await s.close();
-  opened.clear();
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-rollback-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function open(dir: string, options: LmdbStorageOptions = {}): Storage {
-  const s = new LmdbStorage(dir, 0, options);
-  s.load(conf);
-  opened.add(s);
-  return s;
-}
-
-async function close(s: Storage): Promise<void> {
-  opened.delete(s);
-  await s.close();
-}
+const { cleanups, tempDir, open, close } = storeHarness(LmdbStorage, conf, 'herald-rollback-');
 
 function message(seq: number, bytes = 4096): StoredMessage {
   const m: StoredMessage = { seq, publishTimeMs: 1_000 + seq, visibleAtMs: 2_000 + seq, encoding: 'utf8', data: Buffer.alloc(bytes, `m${seq}-`) };
