@@ -271,8 +271,10 @@ export class LmdbStorage implements MessageStore, LogReader {
   private recordAt(seq: number, indexValue: Buffer): StoredMessage {
     const loc = decodeLocation(indexValue);
     if (indexValue.length === locationBytes) return decodeRecord(seq, this.segments.read(loc));
-    // Copied: the head is a view into LMDB's map, valid only until the next write.
-    return decodeRecordParts(seq, Buffer.from(indexValue.subarray(locationBytes)), this.segments.read(loc));
+    // The head is a view valid until the next LMDB call: it is decoded here and not kept (a segment
+    // read makes no LMDB call).
+    const head = indexValue.subarray(locationBytes);
+    return decodeRecordParts(seq, head, this.segments.read(loc));
   }
 
   deleteRange(topicId: number, fromSeq: number, toSeqExclusive: number): void {
