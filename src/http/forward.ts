@@ -3,7 +3,7 @@
  * the answer back. With no leader known it answers 503 NoLeader with Retry-After.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Agent, request as undiciRequest } from 'undici';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { HeraldError } from './errors.js';
 
 const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer', 'host']);
@@ -28,10 +28,15 @@ export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, 
   // When the client goes away, drop the forwarded request too: the leader then sees its caller gone
   // (a long poll must not lease messages to nobody).
   const abort = new AbortController();
+  let gone = false;
   const onClose = () => {
-    if (!reply.raw.writableFinished) abort.abort();
+    if (reply.raw.writableFinished) return;
+    gone = true;
+    abort.abort();
   };
   reply.raw.once('close', onClose);
+  // It may have gone already (its connection closed before this hook ran).
+  if (reply.raw.destroyed) onClose();
   let res;
   try {
     res = await undiciRequest(leaderBase + req.url, {
@@ -44,10 +49,40 @@ export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, 
   } catch (error) {
     throw new HeraldError('Unavailable', `the leader did not answer: ${(error as Error).message}`, 1);
   }
+  // A pull answered after its client left leased its messages to nobody (the leader did not see the
+  // caller go): give them back now rather than after their ack deadline.
+  const pull = req.method === 'POST' && pullPath.exec(req.url.split('?')[0]!);
+  if (pull && res.statusCode === 200 && (gone || reply.raw.destroyed)) {
+    await releaseToLeader(res.body, leaderBase + pull[1] + '/modify-ack-deadline', headers);
+    // Nobody reads this; were somebody there after all, an empty answer loses nothing.
+    return reply.status(200).send({ messages: [] });
+  }
   reply.status(res.statusCode);
   for (const [k, v] of Object.entries(res.headers)) {
     if (v === undefined || hopByHop.has(k) || k === 'content-length') continue;
     reply.header(k, v);
   }
   return reply.send(res.body);
+}
+
+/** A pull route: `/v1/subscriptions/{sub}/pull` or `/v1/queues/{queue}/pull` (group 1: up to the name). */
+const pullPath = /^(\/v1\/(?:subscriptions|queues)\/[^/]+)\/pull$/;
+
+/** Sets the ack deadline of every message in a pull answer to 0 at the leader (best effort). */
+async function releaseToLeader(body: Dispatcher.ResponseData['body'], url: string, headers: Record<string, string>): Promise<void> {
+  try {
+    const answer = (await body.json()) as { messages?: { ackId?: unknown }[] };
+    const ackIds = (answer.messages ?? []).map((m) => m.ackId).filter((id): id is string => typeof id === 'string');
+    if (ackIds.length === 0) return;
+    const { 'content-length': _length, ...rest } = headers;
+    const release = await undiciRequest(url, {
+      method: 'POST',
+      headers: { ...rest, 'content-type': 'application/json' },
+      body: JSON.stringify({ ackIds, seconds: 0 }),
+      dispatcher: agent,
+    });
+    await release.body.dump();
+  } catch {
+    // The leader is gone or changed: the messages come back when their deadline runs out.
+  }
 }
