@@ -29,10 +29,12 @@ export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, 
   // (a long poll must not lease messages to nobody).
   const abort = new AbortController();
   let gone = false;
+  let answered = false;
   const onClose = () => {
     if (reply.raw.writableFinished) return;
     gone = true;
-    abort.abort();
+    // Once the answer is here, it is read (a pull's messages are given back below), not dropped.
+    if (!answered) abort.abort();
   };
   reply.raw.once('close', onClose);
   // It may have gone already (its connection closed before this hook ran).
@@ -49,6 +51,7 @@ export async function forwardToLeader(req: FastifyRequest, reply: FastifyReply, 
   } catch (error) {
     throw new HeraldError('Unavailable', `the leader did not answer: ${(error as Error).message}`, 1);
   }
+  answered = true;
   // A pull answered after its client left leased its messages to nobody (the leader did not see the
   // caller go): give them back now rather than after their ack deadline.
   const pull = req.method === 'POST' && pullPath.exec(req.url.split('?')[0]!);
