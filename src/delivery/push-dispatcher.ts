@@ -183,8 +183,9 @@ export class PushDispatcher {
     }
     // Attempt logs of deleted subscriptions go with them, and windows of origins no pusher posts to.
     for (const name of this.attemptLogs.keys()) if (!machine.subscriptionConfig(name)) this.attemptLogs.delete(name);
+    const originsInUse = new Set([...this.pushers.values()].map((p) => p.origin));
     for (const [origin, window] of this.originWindows) {
-      if (window.free() === window.size && ![...this.pushers.values()].some((p) => p.origin === origin)) this.originWindows.delete(origin);
+      if (window.free() === window.size && !originsInUse.has(origin)) this.originWindows.delete(origin);
     }
     if (!leading) return;
     for (const name of machine.subscriptionNames()) {

@@ -551,10 +551,8 @@ export class LmdbStorage implements MessageStore, LogReader {
             // Its data is where the log entry that published it is: index that place, with the head.
             const at = stepEntryLocations.get(src!.entryIndex) ?? this.entryLocation(src!.entryIndex)!;
             assert(src!.offset + m.data.byteLength <= at.length, `message ${m.seq} lies past the end of log entry ${src!.entryIndex}`);
-            const head = encodeRecordHead(m);
-            value = Buffer.allocUnsafe(locationBytes + head.length);
+            value = encodeRecordHead(m, locationBytes);
             writeLocation(value, 0, { segment: at.segment, offset: at.offset + src!.offset, length: m.data.byteLength });
-            head.copy(value, locationBytes);
             segment = at.segment;
           } else {
             const loc = locations[nextRecord++]!;

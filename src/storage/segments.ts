@@ -55,27 +55,42 @@ export interface SegmentMark {
 // [meta: msgpack {a?, g?, r?, o?} or nothing][data]. The seq is the index key, not stored here.
 const headerBytes = 21;
 
-export function encodeRecord(m: StoredMessage): Buffer[] {
+/** A record's meta (attributes, tags, keys), or undefined when it has none. */
+function encodeMeta(m: StoredMessage): Buffer | undefined {
   const meta: Record<string, unknown> = {};
   let hasMeta = false;
   if (m.attributes !== undefined) ((meta.a = m.attributes), (hasMeta = true));
   if (m.tags !== undefined) ((meta.g = m.tags), (hasMeta = true));
   if (m.routingKey !== undefined) ((meta.r = m.routingKey), (hasMeta = true));
   if (m.orderingKey !== undefined) ((meta.o = m.orderingKey), (hasMeta = true));
-  const metaBytes = hasMeta ? packr.pack(meta) : undefined;
+  return hasMeta ? packr.pack(meta) : undefined;
+}
+
+function writeHeader(out: Buffer, at: number, m: StoredMessage, metaLength: number): void {
+  out.writeDoubleBE(m.publishTimeMs, at);
+  out.writeDoubleBE(m.visibleAtMs, at + 8);
+  out[at + 16] = (m.encoding === 'base64' ? 1 : 0) | (m.jsonSafe ? 2 : 0);
+  out.writeUInt32BE(metaLength, at + 17);
+}
+
+export function encodeRecord(m: StoredMessage): Buffer[] {
+  const metaBytes = encodeMeta(m);
   const header = Buffer.allocUnsafe(headerBytes);
-  header.writeDoubleBE(m.publishTimeMs, 0);
-  header.writeDoubleBE(m.visibleAtMs, 8);
-  header[16] = (m.encoding === 'base64' ? 1 : 0) | (m.jsonSafe ? 2 : 0);
-  header.writeUInt32BE(metaBytes?.length ?? 0, 17);
+  writeHeader(header, 0, m, metaBytes?.length ?? 0);
   const data = Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   return metaBytes ? [header, metaBytes, data] : [header, data];
 }
 
-/** A record without its data: the header and the meta (kept in the index when the data is elsewhere). */
-export function encodeRecordHead(m: StoredMessage): Buffer {
-  const parts = encodeRecord(m);
-  return parts.length === 2 ? parts[0]! : Buffer.concat([parts[0]!, parts[1]!]);
+/**
+ * A record without its data (header and meta), in one buffer after `reserve` bytes left for the
+ * caller (the index keeps it behind the data's location when the data is elsewhere).
+ */
+export function encodeRecordHead(m: StoredMessage, reserve = 0): Buffer {
+  const metaBytes = encodeMeta(m);
+  const out = Buffer.allocUnsafe(reserve + headerBytes + (metaBytes?.length ?? 0));
+  writeHeader(out, reserve, m, metaBytes?.length ?? 0);
+  if (metaBytes) out.set(metaBytes, reserve + headerBytes);
+  return out;
 }
 
 export function decodeRecord(seq: number, record: Buffer): StoredMessage {
@@ -85,9 +100,8 @@ export function decodeRecord(seq: number, record: Buffer): StoredMessage {
   return decodeRecordParts(seq, record.subarray(0, headerBytes + metaLength), record.subarray(headerBytes + metaLength));
 }
 
-/** A record from its head (`encodeRecordHead`) and its data, stored apart. */
-export function decodeRecordParts(seq: number, head: Buffer, data: Buffer): StoredMessage {
-  const record = head;
+/** A record from its head (`encodeRecordHead`: header and meta) and its data, stored apart. */
+export function decodeRecordParts(seq: number, record: Buffer, data: Buffer): StoredMessage {
   assert(record.length >= headerBytes, `message ${seq} record is truncated`);
   const metaLength = record.readUInt32BE(17);
   assert(headerBytes + metaLength === record.length, `message ${seq} record has a bad meta length`);
