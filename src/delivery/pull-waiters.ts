@@ -10,6 +10,7 @@
 import type { Delivery, Effect } from '../core/broker/machine.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { HeraldError } from '../http/errors.js';
+import { notePullWaiting } from '../metrics/registry.js';
 
 /** Ends a wait; `publishProposed`: woken by a publish not yet committed, so pull without looking. */
 type Wake = (publishProposed: boolean) => void;
@@ -39,13 +40,16 @@ export class PullService {
     }
   }
 
-  /** `isGone` tells when the client has left, so nothing is leased to nobody. */
-  async pull(subscription: string, max: number, waitMs: number, ackDeadlineMs: number, isGone: () => boolean = () => false): Promise<Delivery[]> {
+  /**
+   * `gone` fires when the client leaves: a waiting poll then ends at once (so nothing is leased to
+   * nobody, and a wait that nobody reads holds nothing).
+   */
+  async pull(subscription: string, max: number, waitMs: number, ackDeadlineMs: number, gone?: AbortSignal): Promise<Delivery[]> {
     const deadline = this.node.now() + waitMs;
     let publishProposed = false;
     for (;;) {
       const now = this.node.now();
-      if (isGone() || this.closing) return [];
+      if (gone?.aborted || this.closing) return [];
       if (this.node.machine.subscriptionConfig(subscription) === undefined) {
         throw new HeraldError('SubscriptionNotFound', `subscription ${subscription} not found`);
       }
@@ -58,7 +62,7 @@ export class PullService {
         continue;
       }
       if (now >= deadline) return [];
-      publishProposed = await this.wait(subscription, deadline);
+      publishProposed = await this.wait(subscription, deadline, gone);
     }
   }
 
@@ -75,19 +79,29 @@ export class PullService {
   }
 
   /** Resolves true when woken by a publish just proposed (see the top of the file). */
-  private wait(subscription: string, deadline: number): Promise<boolean> {
+  private wait(subscription: string, deadline: number, gone: AbortSignal | undefined): Promise<boolean> {
     return new Promise((resolve) => {
       let set = this.waiting.get(subscription);
       if (!set) this.waiting.set(subscription, (set = new Set()));
       const due = this.node.machine.nextAvailableAtMs(subscription);
       const until = Math.min(deadline, due ?? Infinity);
+      const onGone = () => wake(false);
+      let woken = false;
       const wake: Wake = (publishProposed) => {
+        if (woken) return;
+        woken = true;
         clearTimeout(timer);
-        this.waiting.get(subscription)?.delete(wake);
+        gone?.removeEventListener('abort', onGone);
+        const own = this.waiting.get(subscription);
+        own?.delete(wake);
+        if (own?.size === 0) this.waiting.delete(subscription);
+        notePullWaiting(-1);
         resolve(publishProposed);
       };
       const timer = setTimeout(() => wake(false), Math.max(0, until - this.node.now()));
+      gone?.addEventListener('abort', onGone, { once: true });
       set.add(wake);
+      notePullWaiting(1);
     });
   }
 }

@@ -69,6 +69,7 @@ const webhookRequests = new Counter(
 );
 const webhookDuration = new Histogram('herald_webhook_request_duration_seconds', 'Webhook attempts, from the request to its answer or error.', [], requestBuckets);
 const websocketConnections = new UpDownGauge('herald_websocket_connections', 'Open WebSocket connections: consumer (a subscription), tail (a topic), proxy (a consumer passed on to the leader).', ['kind']);
+const pullsWaiting = new UpDownGauge('herald_pull_waiting_requests', 'Long polls waiting for messages here (on the leader: a follower passes its long polls on).', []);
 const websocketOpened = new Counter('herald_websocket_connections_opened_total', 'WebSocket connections accepted.', ['kind']);
 const httpDuration = new Histogram(
   'herald_http_request_duration_seconds',
@@ -99,6 +100,7 @@ for (const kind of ['consumer', 'tail', 'proxy'] as const) {
 }
 for (const kind of ['taken', 'sent', 'installed']) snapshots.child(kind);
 for (const reason of ['no_space', 'quota', 'map_full', 'other'] satisfies (StorageFullReason | 'other')[]) storageWriteFailures.child(reason);
+pullsWaiting.add(0);
 leaderChanges.child();
 appendedEntries.child();
 appendedBytes.child();
@@ -147,6 +149,11 @@ export function noteWebhookAttempt(subscription: string, origin: string, outcome
   webhookDuration.child().observe(latencyMs / 1000);
   noteDeliveries('push', subscription, 'sent', 1);
   noteDeliveries('push', subscription, ok ? 'acked' : 'failed', 1);
+}
+
+/** A long poll started (+1) or ended (-1) waiting. */
+export function notePullWaiting(delta: 1 | -1): void {
+  pullsWaiting.add(delta);
 }
 
 /** A WebSocket was accepted; the gauge goes down again when it closes. */
@@ -458,6 +465,7 @@ const all: Exportable[] = [
   publishToAck,
   webhookRequests,
   webhookDuration,
+  pullsWaiting,
   websocketConnections,
   websocketOpened,
   httpDuration,

@@ -87,6 +87,22 @@ describe('a waiting pull is proposed behind the publish that feeds it', () => {
     expect((await pulled).map((d) => Buffer.from(d.message.data).toString())).toEqual(['red']);
   });
 
+  test('a long poll whose client leaves stops waiting at once, and the next publish is leased to nobody', async () => {
+    const node = await start();
+    const pull = new PullService(node);
+    const gone = new AbortController();
+    let settled = false;
+    const pulled = pull.pull('s', 10, 10_000, 30_000, gone.signal).finally(() => (settled = true));
+    await nextTurn();
+    expect(settled).toBe(false);
+    gone.abort();
+    expect(await Promise.race([pulled, nextTurn()])).toEqual([]); // answered in the turn the client left
+    expect((await node.propose({ type: 'publish', topic: 't', messages: [msg('kept', { tags: ['red'] })] })).ok).toBe(true);
+    // Nothing leased it: a pull now gets it.
+    const again = await pull.pull('s', 10, 0, 30_000);
+    expect(again.map((d) => Buffer.from(d.message.data).toString())).toEqual(['kept']);
+  });
+
   test('a WebSocket consumer with credits leases behind the publish', async () => {
     const node = await start();
     const sessions = new ConsumerSessions(node);

@@ -49,6 +49,7 @@ const heraldMetrics = [
   'herald_webhook_requests_total',
   'herald_webhook_request_duration_seconds',
   'herald_webhook_circuit_state',
+  'herald_pull_waiting_requests',
   'herald_websocket_connections',
   'herald_websocket_connections_opened_total',
   'herald_http_request_duration_seconds',

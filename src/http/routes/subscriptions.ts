@@ -68,13 +68,22 @@ export function registerConsumerRoutes(app: FastifyInstance, prefix: string, nod
       // are proposed in this turn): one round trip where an ack and a pull would take two.
       const acking = body.ackIds ? proposeAck(node, name, body.ackIds) : undefined;
       acking?.catch(() => {}); // awaited below; a pull that throws first must not leave it unhandled
-      const deliveries: Delivery[] = await pull.pull(
-        name,
-        body.max ?? 10,
-        Math.round((body.waitSeconds ?? 0) * 1000),
-        (body.ackDeadlineSeconds ?? config.ackDeadlineSeconds) * 1000,
-        () => isGone(req),
-      );
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      if (isGone(req)) gone.abort();
+      else req.raw.socket.once('close', onClose);
+      let deliveries: Delivery[];
+      try {
+        deliveries = await pull.pull(
+          name,
+          body.max ?? 10,
+          Math.round((body.waitSeconds ?? 0) * 1000),
+          (body.ackDeadlineSeconds ?? config.ackDeadlineSeconds) * 1000,
+          gone.signal,
+        );
+      } finally {
+        req.raw.socket?.off('close', onClose);
+      }
       const ackIds = deliveries.map((d) => d.ackId);
       let acked: CountReply | undefined;
       try {
