@@ -24,7 +24,8 @@ export class WireBuffer {
   /** Text, UTF-8 encoded. */
   text(s: string): void {
     // A UTF-16 code unit takes at most 3 bytes in UTF-8: with that much room the write is whole.
-    this.ensure(s.length * 3);
+    // Short of it, count the bytes rather than grow for the worst case (mostly ASCII: one each).
+    if (this.off + s.length * 3 > this.buf.length) this.ensure(Buffer.byteLength(s));
     this.off += this.buf.write(s, this.off);
   }
 
