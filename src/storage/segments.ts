@@ -7,7 +7,9 @@
  * Segments also hold the Raft log's large entries (publish batches), and messages indexed inside them
  * (lmdb-storage.ts), so that a body is written once.
  *
- * Durability: in sync mode a step that wrote log entries here syncs before its LMDB commit. Message
+ * Durability: in sync mode a step that wrote log entries here syncs them alongside its LMDB commit
+ * and resolves once both are done (lmdb-storage.ts checks them at restart). A sync covers the
+ * directory too when a segment file was created since the last one. Message
  * records are not synced per step otherwise: every message was first made durable in the Raft log; a
  * restart replays the log from the last snapshot and writes again any message applied after it.
  * Before a snapshot is written, the segments are synced (`sync`), so every message the snapshot's
@@ -17,7 +19,7 @@
  * caller whose later step fails takes back a whole append with `mark`/`rollback`, so a retry lands at
  * the same offsets and no bytes nothing points at are left behind.
  */
-import { closeSync, fdatasync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writevSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
@@ -137,6 +139,8 @@ export class SegmentFiles {
   private readonly unlinking = new Set<Promise<void>>();
   /** Segments written since the last sync. */
   private unsynced = new Set<number>();
+  /** A segment file was created since the last sync: its directory entry must reach the disk too. */
+  private directoryUnsynced = false;
   /** The last block read; records are immutable once written (or rolled back), so its bytes stay valid. */
   private block: { segment: number; offset: number; bytes: Buffer } | null = null;
   /** Appends made so far (those that succeeded). */
@@ -148,6 +152,7 @@ export class SegmentFiles {
     this.activeId = ids.length > 0 ? ids[ids.length - 1]! : 1;
     this.activeFd = openSync(this.path(this.activeId), 'a+');
     this.activeSize = fstatSync(this.activeFd).size;
+    this.directoryUnsynced = ids.length === 0;
   }
 
   /** Segment ids on disk, ascending. */
@@ -220,6 +225,7 @@ export class SegmentFiles {
   private rotate(): void {
     // Open the next one first: if that fails, the active segment is still open and still active.
     const fd = openSync(this.path(this.activeId + 1), 'a+');
+    this.directoryUnsynced = true;
     this.unsynced.add(this.activeId);
     // Reads of the old active segment go through the read cache from now on; close it here.
     closeSync(this.activeFd);
@@ -312,8 +318,11 @@ export class SegmentFiles {
   async sync(): Promise<void> {
     const ids = [...this.unsynced];
     this.unsynced = new Set();
-    await Promise.all(
-      ids.map(
+    const directory = this.directoryUnsynced;
+    this.directoryUnsynced = false;
+    await Promise.all([
+      ...(directory ? [syncDirectory(this.dir)] : []),
+      ...ids.map(
         (id) =>
           new Promise<void>((resolve, reject) => {
             if (id === this.activeId) return fdatasync(this.activeFd, (e) => (e ? reject(e) : resolve()));
@@ -329,7 +338,7 @@ export class SegmentFiles {
             });
           }),
       ),
-    );
+    ]);
   }
 
   /** Removes a segment no index entry points into. Never the active one. */
@@ -374,4 +383,20 @@ function sliceBuffers(buffers: Buffer[], skip: number): Buffer[] {
     skip = 0;
   }
   return out;
+}
+
+/** fsync of a directory: the names of the files created in it are on disk (POSIX asks for it). */
+function syncDirectory(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let fd: number;
+    try {
+      fd = openSync(dir, 'r');
+    } catch (error) {
+      return reject(error);
+    }
+    fsync(fd, (e) => {
+      closeSync(fd);
+      return e ? reject(e) : resolve();
+    });
+  });
 }
