@@ -6,12 +6,8 @@
  * segment files, and the log in LMDB keeps where it is; the messages it publishes are indexed where
  * their data lies inside it (the index keeps the record's head: times, flags, attributes). Segment
  * reference counts include the log entries in them, released when the log is compacted or a tail
- * replaced. In sync mode a step's entries are synced (fdatasync) alongside the transaction that says
- * where they are, and the step resolves once both are done, so an acknowledged entry is on disk. A
- * crash between the two can leave the log pointing at bytes that never reached the disk: every such
- * pointer carries the entry's CRC-32, and a restart checks the entries of the last such step (from the
- * `unsynced-from` mark) and cuts the log before the first that does not match. Nothing cut was
- * acknowledged: a step acknowledges nothing before it resolves. Bodies not in such an entry (a small
+ * replaced. In sync mode a step's entries are synced (fdatasync) before the transaction that says
+ * where they are commits, so an acknowledged entry is on disk. Bodies not in such an entry (a small
  * publish, a snapshot received from the leader) are written as whole records.
  *
  * One LMDB write transaction per
@@ -33,7 +29,6 @@
  * write again once there is room (runtime/herald-node.ts).
  */
 import { constants } from 'node:os';
-import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -294,7 +289,7 @@ export class LmdbStorage implements MessageStore, LogReader {
 
   /** Reads what a restart needs; `initialConf` is the membership when no snapshot says otherwise. */
   load(initialConf: ConfState): LoadedState {
-    let hardState = (this.meta.get([this.group, 'hard-state']) as HardState | undefined) ?? null;
+    const hardState = (this.meta.get([this.group, 'hard-state']) as HardState | undefined) ?? null;
     const snap = this.loadSnapshotState();
     this.snapshotMeta = snap?.meta ?? noSnapshot(initialConf);
     if (snap) this.clearing = this.leftoverRemovals(snap.meta.index, snap.state);
@@ -306,68 +301,13 @@ export class LmdbStorage implements MessageStore, LogReader {
     for (const key of this.log.getKeys({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
       this.logLastIndex = Math.max(this.logLastIndex, key[1]);
     }
-    this.cutEntriesNotOnDisk();
     this.termsOffset = this.logFirstIndex;
     this.terms = [];
     for (const { key, value } of this.log.getRange({ start: [this.group, this.logFirstIndex], end: [this.group, this.logLastIndex + 1] })) {
       assert(key[1] === this.termsOffset + this.terms.length, `the log has a hole before ${key[1]}`);
       this.terms.push(value.readDoubleBE(0));
     }
-    // A commit index past a cut log: those entries come again from the leader. (What this node applied
-    // of them was in memory only; the restart rebuilds its state from the snapshot and the log. Index
-    // entries a cut entry's messages left behind are past every topic's last seq, and a later put of
-    // the same seq replaces them.)
-    if (hardState && hardState.commit > this.logLastIndex) hardState = { ...hardState, commit: this.logLastIndex };
     return { hardState, snapshot: snap };
-  }
-
-  /**
-   * The log entries of the last step whose segment sync ran alongside its commit may be missing from
-   * the disk after a crash: each is checked against its CRC, and the log is cut before the first that
-   * does not match (a step resolves, and anything is acknowledged, only once its sync is done).
-   */
-  private cutEntriesNotOnDisk(): void {
-    const from = this.meta.get([this.group, 'unsynced-from']) as number | undefined;
-    if (from === undefined || from > this.logLastIndex) return;
-    let cutFrom: number | undefined;
-    for (const { key, value } of this.log.getRange({ start: [this.group, Math.max(from, this.logFirstIndex)], end: [this.group, this.logLastIndex + 1] })) {
-      if (!(value[8]! & entryInSegmentFlag) || value.length < entryAtBytes) continue;
-      let intact = false;
-      try {
-        intact = crc32(this.segments.read(decodeLocation(value, 9))) === value.readUInt32BE(9 + locationBytes);
-      } catch {
-        // The file ends before the entry does.
-      }
-      if (!intact) {
-        cutFrom = key[1];
-        break;
-      }
-    }
-    if (cutFrom === undefined) return;
-    const last = this.logLastIndex;
-    console.warn(`herald: log entries ${cutFrom}–${last} did not all reach the disk before a crash (none was acknowledged); the log is cut before ${cutFrom}`);
-    const changed = new Set<number>();
-    this.root.transactionSync(() => {
-      for (const key of this.log.getKeys({ start: [this.group, cutFrom], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
-        this.releaseEntry(key[1], (segment, delta) => {
-          this.liveCounts.set(segment, (this.liveCounts.get(segment) ?? 0) + delta);
-          changed.add(segment);
-        });
-        this.log.removeSync(key);
-      }
-      for (const id of changed) {
-        const n = this.liveCounts.get(id)!;
-        if (n <= 0) this.segmentLive.removeSync(id);
-        else this.segmentLive.putSync(id, n);
-      }
-      this.meta.removeSync([this.group, 'unsynced-from']);
-    });
-    for (const id of changed) {
-      if ((this.liveCounts.get(id) ?? 0) > 0) continue;
-      this.liveCounts.delete(id);
-      this.segments.remove(id); // never the active one
-    }
-    this.logLastIndex = Math.max(cutFrom - 1, this.snapshotMeta.index);
   }
 
   /**
@@ -552,7 +492,6 @@ export class LmdbStorage implements MessageStore, LogReader {
     };
 
     let appended = false;
-    let syncing: Promise<void> | undefined;
     const stepEntryLocations = new Map<number, Location>();
     try {
       // Into the segment files first, in one append (a failed step takes it all back): the large log
@@ -566,14 +505,9 @@ export class LmdbStorage implements MessageStore, LogReader {
       const locations = this.segments.append(records);
       appended = true;
       for (let i = 0; i < segmentedEntries.length; i++) stepEntryLocations.set(segmentedEntries[i]!.index, locations[i]!);
-      // A snapshot must only refer to message bodies that are on disk: sync first. Log entries in
-      // segment files (sync mode) are synced alongside the commit that says where they are, and the
-      // step waits for both; a restart checks them against their CRCs (see the top of this file).
-      const syncFirst = write.snapshot !== undefined || install !== undefined;
-      if (syncFirst) await this.segments.sync();
-      const syncAlongside = !syncFirst && segmentedEntries.length > 0 && this.syncEntriesPerStep;
-      syncing = syncAlongside ? this.segments.sync() : undefined;
-      syncing?.catch(() => {}); // awaited after the commit (or on its failure)
+      // Log entries in segment files are synced before the log says where they are (sync mode), so an
+      // acknowledged entry is on disk; a snapshot must only refer to message bodies that are on disk.
+      if (write.snapshot || install || (segmentedEntries.length > 0 && this.syncEntriesPerStep)) await this.segments.sync();
 
       const commitStartedMs = performance.now();
       await this.root.childTransaction(() => {
@@ -599,8 +533,6 @@ export class LmdbStorage implements MessageStore, LogReader {
           if (at) addLive(at.segment, 1);
           this.log.putSync([this.group, e.index], at ? encodeEntryAt(e, at) : encodeEntry(e));
         }
-        // Entries from here on may not be on disk if this commit is and the sync alongside is not.
-        if (syncing) this.meta.putSync([this.group, 'unsynced-from'], segmentedEntries[0]!.index);
         if (truncating) {
           // A new leader replaced our tail: entries past the new last one are gone.
           for (const key of this.log.getKeys({ start: [this.group, lastWritten + 1], end: [this.group, Number.MAX_SAFE_INTEGER] })) {
@@ -657,8 +589,6 @@ export class LmdbStorage implements MessageStore, LogReader {
       });
       noteFsync(commitStartedMs);
     } catch (error) {
-      // Nothing of this step is committed; let the sync alongside end before cutting the segments back.
-      await syncing?.catch(() => {});
       // Read before the segments are cut back, which frees room again.
       const space = filesystemSpace(this.dataDir);
       try {
@@ -684,13 +614,6 @@ export class LmdbStorage implements MessageStore, LogReader {
       throw reason ? new StorageFullError(reason, cause) : cause;
     }
 
-    // The commit is on disk. A sync alongside that failed leaves entries the log points at maybe not
-    // on disk: the node must stop (a restart checks and cuts them), not acknowledge them.
-    if (syncing) {
-      await syncing.catch((error: unknown) => {
-        throw new Error(`syncing log entries to their segment files failed after the commit that records them: ${errorMessage(error)}`, { cause: error });
-      });
-    }
     // The transaction is on disk: from here on, the in-memory view of the log follows it.
     if (install) {
       this.snapshotMeta = install.meta;
@@ -841,15 +764,12 @@ function errorMessage(error: unknown): string {
 }
 
 // Log entry layout: [term: float64][type: u8][data], or, for an entry in a segment file,
-// [term: float64][type | 0x80: u8][segment: u32][offset: u32][length: u32][crc32 of the data: u32]
-// (written before the CRC was added, without it: those were synced before their commit).
-const entryAtBytes = 9 + locationBytes + 4;
+// [term: float64][type | 0x80: u8][segment: u32][offset: u32][length: u32].
 function encodeEntryAt(e: Entry, at: Location): Buffer {
-  const out = Buffer.allocUnsafe(entryAtBytes);
+  const out = Buffer.allocUnsafe(9 + locationBytes);
   out.writeDoubleBE(e.term, 0);
   out[8] = (e.type ?? EntryType.normal) | entryInSegmentFlag;
   writeLocation(out, 9, at);
-  out.writeUInt32BE(crc32(e.data), 9 + locationBytes);
   return out;
 }
 

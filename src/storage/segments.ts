@@ -7,9 +7,8 @@
  * Segments also hold the Raft log's large entries (publish batches), and messages indexed inside them
  * (lmdb-storage.ts), so that a body is written once.
  *
- * Durability: in sync mode a step that wrote log entries here syncs them alongside its LMDB commit
- * and resolves once both are done (lmdb-storage.ts checks them at restart). A sync covers the
- * directory too when a segment file was created since the last one. Message
+ * Durability: in sync mode a step that wrote log entries here syncs before its LMDB commit. A sync
+ * covers the directory too when a segment file was created since the last one. Message
  * records are not synced per step otherwise: every message was first made durable in the Raft log; a
  * restart replays the log from the last snapshot and writes again any message applied after it.
  * Before a snapshot is written, the segments are synced (`sync`), so every message the snapshot's

@@ -3,21 +3,20 @@
 // already lies inside it. What users rely on through that: every message and every log entry reads
 // back the same, after a restart too (a replayed publish indexes into the entry again rather than
 // writing its bodies); a segment file is freed only once neither a log entry nor a message is left
-// in it (compaction, removal, a replaced tail); and in sync mode a step resolves only once its entries
-// are synced (alongside the commit that says where they are), so an acknowledged entry is on disk,
-// while entries a crash left pointed at but not on disk (their CRC does not match) are cut at restart.
+// in it (compaction, removal, a replaced tail); and in sync mode the entries are synced before the
+// log says where they are, so an acknowledged entry is on disk.
 // Method: LmdbStorage in a temp dir with 64 KiB segments, driven as the node drives it (step, then
 // `applying(entry)` around the puts a publish makes, its data views into the entry's bytes).
-import { closeSync, openSync, readdirSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
-import { describe, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import type { ConfState, Entry } from '../../src/core/raft/types.js';
 
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
-const { LmdbStorage, StorageFullError, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
+const { LmdbStorage, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
 const { SegmentFiles } = await import('../../src/storage/segments.js');
 const { storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
@@ -150,154 +149,19 @@ test("a replaced tail (a new leader's entries) lets go of the segments it was in
   expect(segmentCount(dir)).toBe(1);
 });
 
-/** Segment files whose sync waits for `open()` (or fails, with `fail`), and records what it does. */
-function gatedSegments(events: string[]) {
-  let release: () => void = () => {};
-  let gate: Promise<void> | undefined;
-  const control = {
-    fail: undefined as Error | undefined,
-    close(): void {
-      gate = new Promise((r) => (release = r));
-    },
-    open(): void {
-      gate = undefined;
-      release();
-    },
-  };
-  class GatedSegments extends SegmentFiles {
-    override async sync(): Promise<void> {
-      events.push('sync');
-      await gate;
-      if (control.fail) throw control.fail;
-      await super.sync();
-      events.push('synced');
+test('in sync mode the entries are synced before the commit that says where they are; relaxed syncs nothing', async () => {
+  for (const durability of ['sync', 'relaxed'] as const) {
+    const events: string[] = [];
+    class RecordingSegments extends SegmentFiles {
+      override async sync(): Promise<void> {
+        events.push('sync');
+        await super.sync();
+        events.push('synced');
+      }
     }
+    const s = open(tempDir(), { durability, segmentFiles: (d) => new RecordingSegments(d), inStepTransaction: () => events.push('commit') });
+    await s.step({ entries: [publishEntry(1, 1, 2, 4000)], hardState: { term: 1, vote: 1, commit: 1 } });
+    await s.step({ entries: [{ index: 2, term: 1, data: Buffer.from('tiny') }], hardState: null });
+    expect({ durability, events }).toEqual({ durability, events: durability === 'sync' ? ['sync', 'synced', 'commit', 'commit'] : ['commit', 'commit'] });
   }
-  return { control, make: (d: string) => new GatedSegments(d) };
-}
-
-/** The raw log value of entry `index` as LMDB has it now (committed), read past the store's caches. */
-function committedLogValue(s: Storage, index: number): Buffer | undefined {
-  return (s as unknown as { log: { getBinary(key: unknown): Buffer | undefined } }).log.getBinary([0, index]);
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-test('in sync mode a step resolves only once its entries are synced (alongside the commit); a snapshot step syncs first; relaxed syncs nothing', async () => {
-  const events: string[] = [];
-  const { control, make } = gatedSegments(events);
-  const s = open(tempDir(), { segmentFiles: make, inStepTransaction: () => events.push('commit') });
-  // The sync is held: the commit goes ahead, and the step waits for the sync.
-  control.close();
-  let resolved = false;
-  const step = s.step({ entries: [publishEntry(1, 1, 2, 4000)], hardState: { term: 1, vote: 1, commit: 1 } }).then(() => (resolved = true));
-  await until(() => committedLogValue(s, 1) !== undefined, 'the commit');
-  expect(resolved).toBe(false);
-  expect(s.lastIndex()).toBe(0); // not written yet, as far as the Raft core is told
-  control.open();
-  await step;
-  expect(events).toEqual(['sync', 'commit', 'synced']);
-  expect(s.lastIndex()).toBe(1);
-
-  // A snapshot refers to bodies that must be on disk: its step syncs before it commits.
-  events.length = 0;
-  control.close();
-  const snapshotStep = s.step({ entries: [], hardState: null, snapshot: { meta: { index: 1, term: 1, conf }, state: noTopics, compactTo: 0 } });
-  await until(() => events.includes('sync'), 'the sync');
-  expect(events).toEqual(['sync']);
-  control.open();
-  await snapshotStep;
-  expect(events).toEqual(['sync', 'synced', 'commit']);
-
-  // A small entry (in LMDB) needs no segment sync.
-  events.length = 0;
-  await s.step({ entries: [{ index: 2, term: 1, data: Buffer.from('tiny') }], hardState: null });
-  expect(events).toEqual(['commit']);
-
-  const relaxedEvents: string[] = [];
-  const relaxed = open(tempDir(), { durability: 'relaxed', segmentFiles: gatedSegments(relaxedEvents).make, inStepTransaction: () => relaxedEvents.push('commit') });
-  await relaxed.step({ entries: [publishEntry(1, 1, 2, 4000)], hardState: { term: 1, vote: 1, commit: 1 } });
-  expect(relaxedEvents).toEqual(['commit']);
-});
-
-test('a sync that fails after its commit stops the step with an error that is not "storage full"; a restart keeps the entries whose bytes are there', async () => {
-  const dir = tempDir();
-  const events: string[] = [];
-  const { control, make } = gatedSegments(events);
-  const s = open(dir, { segmentFiles: make });
-  const entry = publishEntry(1, 1, 2, 4000);
-  control.fail = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-  const error = await s.step({ entries: [entry], hardState: { term: 1, vote: 1, commit: 0 } }).catch((e: unknown) => e);
-  expect(error).toBeInstanceOf(Error);
-  expect(error).not.toBeInstanceOf(StorageFullError);
-  expect((error as Error).message).toMatch(/after the commit/);
-  await close(s);
-  // The bytes are in the file (only their sync failed here): they match their CRC and are kept.
-  const again = open(dir);
-  expect(again.lastIndex()).toBe(1);
-  expect(Buffer.from(again.entries(1, 2, Infinity)[0]!.data)).toEqual(Buffer.from(entry.data));
-});
-
-describe('entries whose bytes did not reach the disk before a crash are cut from the log at restart', () => {
-  /** Two steps of three entries each in one segment; returns the segment file and where step 2 starts. */
-  async function twoSteps(dir: string) {
-    const s = open(dir);
-    const first = [1, 2, 3].map((i) => publishEntry(i, 1, 2, 3000));
-    const second = [4, 5, 6].map((i) => publishEntry(i, 1, 2, 3000));
-    await s.step({ entries: first, hardState: { term: 1, vote: 1, commit: 3 } });
-    await s.step({ entries: second, hardState: { term: 1, vote: 1, commit: 6 } });
-    await close(s);
-    const [file] = readdirSync(join(dir, 'segments'));
-    const path = join(dir, 'segments', file!);
-    const sizes = [...first, ...second].map((e) => e.data.length);
-    const offsetOf = (index: number) => sizes.slice(0, index - 1).reduce((a, b) => a + b, 0);
-    expect(statSync(path).size).toBe(offsetOf(7));
-    return { path, offsetOf, entries: [...first, ...second] };
-  }
-
-  test('a file cut short (the sync never ran): the log ends before the first entry not wholly there', async () => {
-    const dir = tempDir();
-    const { path, offsetOf, entries } = await twoSteps(dir);
-    truncateSync(path, offsetOf(5) + 100); // entry 5 partly there, entry 6 not at all
-    const s = open(dir);
-    expect(s.lastIndex()).toBe(4);
-    expect(s.entries(1, 5, Infinity).map((e) => Buffer.from(e.data))).toEqual(entries.slice(0, 4).map((e) => Buffer.from(e.data)));
-    // The commit index the crash left is past the log: it is brought back to it.
-    const loaded = s.load(conf);
-    expect(loaded.hardState).toMatchObject({ term: 1, vote: 1, commit: 4 });
-    // The leader sends them again; they are written and read back, after a restart too.
-    const resent = [5, 6].map((i) => publishEntry(i, 2, 2, 3000));
-    await s.step({ entries: resent, hardState: { term: 2, vote: 1, commit: 6 } });
-    const reopened = await reopen(s, dir);
-    expect(reopened.lastIndex()).toBe(6);
-    expect(reopened.term(5)).toBe(2);
-    expect(reopened.entries(5, 7, Infinity).map((e) => Buffer.from(e.data))).toEqual(resent.map((e) => Buffer.from(e.data)));
-  });
-
-  test('bytes that are not what was written (pages never written back): the log is cut there, the step before kept', async () => {
-    const dir = tempDir();
-    const { path, offsetOf, entries } = await twoSteps(dir);
-    const fd = openSync(path, 'r+');
-    writeSync(fd, Buffer.alloc(512), 0, 512, offsetOf(5) + 1000); // zeros inside entry 5, length unchanged
-    closeSync(fd);
-    const s = open(dir);
-    expect(s.lastIndex()).toBe(4);
-    expect(Buffer.from(s.entries(4, 5, Infinity)[0]!.data)).toEqual(Buffer.from(entries[3]!.data));
-    expect(s.load(conf).hardState?.commit).toBe(4);
-  });
-
-  test('an intact log is kept whole', async () => {
-    const dir = tempDir();
-    const { entries } = await twoSteps(dir);
-    const s = open(dir);
-    expect(s.lastIndex()).toBe(6);
-    expect(s.entries(1, 7, Infinity).map((e) => Buffer.from(e.data))).toEqual(entries.map((e) => Buffer.from(e.data)));
-    expect(s.load(conf).hardState?.commit).toBe(6);
-  });
 });
