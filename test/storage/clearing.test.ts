@@ -11,7 +11,7 @@ import { afterEach, expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import type { ConfState, Entry } from '../../src/core/raft/types.js';
-import { clearKeysPerStepMax, LmdbStorage } from '../../src/storage/lmdb-storage.js';
+import { clearKeysPerBusyStepMin, clearKeysPerStepMax, LmdbStorage } from '../../src/storage/lmdb-storage.js';
 
 const conf: ConfState = { voters: [1], learners: [] };
 const cleanups: (() => unknown)[] = [];
@@ -68,15 +68,44 @@ test('a large removal is cleared clearKeysPerStepMax index entries a step, and t
     remaining.push(stored(s, 5, 9_000) + stored(s, 7, 3_000));
     expect(remaining.length).toBeLessThan(100);
   }
-  // 9,000 + 3,000 entries, 8,500 + 3,000 to clear, clearKeysPerStepMax a step (the snapshot's step
-  // clears its share too), down to the 500 retention keeps.
+  // 9,000 + 3,000 entries, 8,500 + 3,000 to clear: the snapshot's step writes a log entry and clears a
+  // busy step's share, each step after it (nothing else to write) clearKeysPerStepMax, down to the 500
+  // retention keeps.
   const expected: number[] = [];
-  for (let left = 12_000 - clearKeysPerStepMax; left > 500; left -= clearKeysPerStepMax) expected.push(left);
+  for (let left = 12_000 - clearKeysPerBusyStepMin; left > 500; left -= clearKeysPerStepMax) expected.push(left);
   expected.push(500);
   expect(remaining).toEqual(expected);
   expect(stored(s, 5, 9_000)).toBe(500);
   expect(s.get(5, 8_500)).toBeUndefined();
   expect(s.get(5, 8_501)?.data.toString()).toBe('m8501');
+});
+
+test('a step that writes log entries clears a few keys (twice the messages it indexes, if more); one with nothing else to write, the most', async () => {
+  nextIndex = 1;
+  const dir = mkdtempSync(join(tmpdir(), 'herald-clearing-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const s = open(dir);
+  cleanups.push(() => s.close());
+  for (let seq = 1; seq <= 5_000; seq++) s.put(5, message(seq));
+  await s.step({ entries: [entry()], hardState: null });
+  s.dropTopic(5);
+  await s.step({ entries: [], hardState: null, snapshot: snapshotOf({}) });
+  let left = 5_000 - clearKeysPerStepMax;
+  expect(stored(s, 5, 5_000)).toBe(left);
+  // A light step (an entry, no messages): the minimum.
+  await s.step({ entries: [entry()], hardState: null });
+  expect(stored(s, 5, 5_000)).toBe((left -= clearKeysPerBusyStepMin));
+  // A step that indexes 100 messages of another topic: 200.
+  for (let seq = 1; seq <= 100; seq++) s.put(6, message(seq));
+  await s.step({ entries: [entry()], hardState: null });
+  expect(stored(s, 5, 5_000)).toBe((left -= 200));
+  // One that indexes 1,000: no more than the most.
+  for (let seq = 101; seq <= 1_100; seq++) s.put(6, message(seq));
+  await s.step({ entries: [entry()], hardState: null });
+  expect(stored(s, 5, 5_000)).toBe((left -= clearKeysPerStepMax));
+  // Nothing else to write: the most.
+  await s.step({ entries: [], hardState: null });
+  expect(stored(s, 5, 5_000)).toBe((left -= clearKeysPerStepMax));
 });
 
 test('a stop in the middle of clearing: the next start clears what was left, and only that', async () => {
