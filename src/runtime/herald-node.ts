@@ -124,6 +124,11 @@ export class HeraldNode {
   private stepping = false;
   /** A snapshot is to be taken in the next step even if none is due by count (see snapshotForDeletes). */
   private snapshotWanted = false;
+  /** Removed keys are being cleared and the node is idle: steps with nothing else to write clear them. */
+  private idleClearing = false;
+  /** Steps run so far, and as the last tick saw it (no step since: the node was idle for a tick). */
+  private stepsRun = 0;
+  private stepsRunAtTick = 0;
   private lastSnapshotAtMs = Date.now();
   private leaderSendsScheduled = false;
   private closed = false;
@@ -199,6 +204,8 @@ export class HeraldNode {
     this.onAddresses(this.addresses);
     const tick = setInterval(() => {
       this.raft.tick();
+      if (!this.stepping && this.stepsRun === this.stepsRunAtTick && this.storage.hasClearing()) this.idleClearing = true;
+      this.stepsRunAtTick = this.stepsRun;
       this.kick();
     }, options.tickMs ?? 20);
     const housekeeping = setInterval(() => {
@@ -356,7 +363,7 @@ export class HeraldNode {
 
   private kick(): void {
     if (this.stepping && !this.failure) this.scheduleLeaderSends();
-    if (this.stepping || this.failure || (!this.raft.hasReady() && !this.storage.hasPendingWrites() && !this.snapshotWanted)) return;
+    if (this.stepping || this.failure || (!this.raft.hasReady() && !this.storage.hasPendingWrites() && !this.snapshotWanted && !this.idleClearing)) return;
     this.stepping = true;
     // setImmediate lets the proposals of this I/O turn join the same step.
     setImmediate(() => {
@@ -381,7 +388,7 @@ export class HeraldNode {
   }
 
   private async run(): Promise<void> {
-    while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites() || this.snapshotWanted)) {
+    while (!this.failure && (this.raft.hasReady() || this.storage.hasPendingWrites() || this.snapshotWanted || this.idleClearing)) {
       const ready = this.raft.ready();
       let install: { meta: SnapshotMeta; received: ReceivedSnapshot } | undefined;
       if (ready.snapshot) {
@@ -406,7 +413,8 @@ export class HeraldNode {
       const early = this.raft.role === 'leader' ? messages.filter((m) => m.type === 'append' || m.type === 'heartbeat') : [];
       if (early.length > 0) this.send(early);
       const stepStartedMs = performance.now();
-      const write: StepWrite = { entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()) };
+      const idle = this.idleClearing && ready.entries.length === 0 && ready.committed.length === 0 && messages.length === 0;
+      const write: StepWrite = { entries: ready.entries, hardState: ready.hardState, ...(install ? { install } : this.snapshotIfDue()), ...(idle ? { idle } : {}) };
       if (!(await this.persist(write))) {
         // Closed while the write waited for room: it never reached the disk, so nothing waiting on it
         // is answered from here (on a group, a majority of followers may still commit some of it, as
@@ -416,6 +424,9 @@ export class HeraldNode {
         break;
       }
       noteAppend(stepStartedMs, ready.entries);
+      this.stepsRun++;
+      // Idle clearing goes on, one step after another, until something else comes (or it is done).
+      if (this.idleClearing && (this.raft.hasReady() || !this.storage.hasClearing())) this.idleClearing = false;
       const late = early.length > 0 ? messages.filter((m) => m.type !== 'append' && m.type !== 'heartbeat') : messages;
       if (late.length > 0) this.send(this.streamSnapshotsAside(late));
       this.raft.advance(ready);

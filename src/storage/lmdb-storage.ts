@@ -21,7 +21,7 @@
  * message store, and replaying must find every message the snapshot's state still refers to. Puts need
  * no such care: replaying a command writes the same message at the same seq again.
  * Once a snapshot covers them, removed messages' index entries are cleared a bounded number per step
- * (clearKeysPerStepMax; fewer in a step that proposals wait on), so that no step grows long; a restart
+ * (mostly in idle steps: see clearKeysPerIdleStep), so that no step grows long; a restart
  * finds what a stop left uncleared.
  *
  * A step that fails changes nothing: its segment appends are cut back, the LMDB transaction (a child
@@ -45,20 +45,18 @@ import { noteFsync } from '../metrics/registry.js';
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /**
- * Index entries removed per step when removed messages are cleared (retention, dropped topics), so a
- * step stays short: deleting a topic of 200,000 messages at once made every step for a second take
- * ~30 ms (about 1.4 µs per key, and the commit's pages), and publish latency with it. 500 keys cost
- * under a millisecond a step; steps that clear follow one another while there is more
- * (hasPendingWrites).
+ * Removed messages (retention, dropped topics) are cleared from the index a bounded number of keys per
+ * step, so that no step grows long: deleting a topic of 200,000 messages at once made every step for a
+ * second take ~30 ms (about 1.4 µs per key, and the commit's pages), and publish latency with it.
+ * Most of the clearing is left to idle steps (nothing waits on them: the node runs them when it has
+ * had nothing to write for a while, one after another until something comes), clearKeysPerIdleStep
+ * each. Any other step clears twice the messages it indexes, within the bounds below, so that clearing
+ * keeps ahead of retention under load. (Clearing 500 a step in every step put 5–10 ms on the p99 of a
+ * light load for the seconds a dropped topic of 450,000 messages took.)
  */
+export const clearKeysPerIdleStep = 500;
+export const clearKeysPerBusyStepMin = 32;
 export const clearKeysPerStepMax = 500;
-/**
- * A step that writes log entries has proposals waiting on it: it clears only this many, or twice the
- * messages it indexes if that is more (so clearing keeps ahead of retention under load). The steps
- * in between, with nothing else to write, clear clearKeysPerStepMax. Clearing 500 keys in every step
- * of a light load put 5–10 ms on its p99 latency for the seconds a dropped topic took.
- */
-export const clearKeysPerBusyStepMin = 64;
 /**
  * Log entries at least this long (publish batches) are written to the segment files, not into LMDB,
  * and the messages they publish are indexed where their data already is: a body is written once.
@@ -104,6 +102,8 @@ export interface StepWrite {
   snapshot?: { meta: SnapshotMeta; state: BrokerSnapshot; compactTo: number };
   /** A leader's snapshot to install: replaces the log and every message (written before `entries`). */
   install?: { meta: SnapshotMeta; received: ReceivedSnapshot };
+  /** Nothing waits on this step (the node is idle): it clears clearKeysPerIdleStep removed keys. */
+  idle?: boolean;
 }
 
 /**
@@ -445,9 +445,14 @@ export class LmdbStorage implements MessageStore, LogReader {
     return this.deferredDeletes.length > 0;
   }
 
-  /** Whether a step has anything to write besides what the caller brings. */
+  /** Whether a step has anything to write besides what the caller brings (and removed keys to clear). */
   hasPendingWrites(): boolean {
-    return this.putQueue.length > 0 || this.clearing.length > 0;
+    return this.putQueue.length > 0;
+  }
+
+  /** Whether removed messages' index keys are still being cleared (idle steps do most of it). */
+  hasClearing(): boolean {
+    return this.clearing.length > 0;
   }
 
   /**
@@ -586,7 +591,7 @@ export class LmdbStorage implements MessageStore, LogReader {
             this.log.removeSync(key);
           }
         }
-        this.clearSome(unindex, write.entries.length > 0 ? Math.min(clearKeysPerStepMax, Math.max(clearKeysPerBusyStepMin, 2 * puts.length)) : clearKeysPerStepMax);
+        this.clearSome(unindex, write.idle ? clearKeysPerIdleStep : Math.min(clearKeysPerStepMax, Math.max(clearKeysPerBusyStepMin, 2 * puts.length)));
         for (const id of changed) {
           const n = this.liveCounts.get(id)!;
           assert(n >= 0, `segment ${id} live count went negative`);

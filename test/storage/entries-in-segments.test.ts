@@ -128,7 +128,7 @@ test('a segment goes only once no log entry and no message is left in it: compac
   // The messages removed too: only the active segment is left.
   s.deleteRange(7, 1, seq);
   await s.step({ entries: [], hardState: null, snapshot: { meta: { index: 12, term: 1, conf }, state: noTopics, compactTo: 12 } });
-  while (s.hasPendingWrites()) await s.step({ entries: [], hardState: null });
+  while (s.hasPendingWrites() || s.hasClearing()) await s.step({ entries: [], hardState: null, idle: true });
   await s.removalsDone();
   expect(segmentCount(dir)).toBe(1);
 });
