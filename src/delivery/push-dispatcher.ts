@@ -17,11 +17,11 @@ import { assert } from '../core/assert.js';
 import { limits } from '../core/limits.js';
 import type { PushFailure } from '../core/broker/commands.js';
 import type { Delivery, Effect } from '../core/broker/machine.js';
-import { messageId, type PushConfig } from '../core/broker/types.js';
+import { type PushConfig } from '../core/broker/types.js';
 import { resolveRetryPolicy } from '../core/broker/backoff.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
 import { buildWebhookRequest, errorOutcome, parseRetryAfter } from './webhook-request.js';
-import { postWebhook, webhookAgent } from './webhook-connector.js';
+import { postWebhook, webhookAgent, webhookTarget, type WebhookTarget } from './webhook-connector.js';
 import { noteWebhookAttempt } from '../metrics/registry.js';
 
 /** Push's own bounds (the contract's are in core/limits.ts). */
@@ -294,6 +294,7 @@ export class SubscriptionPusher {
   readonly origin: string;
   /** Shared with the other pushers to the same origin. */
   private readonly window: OriginWindow;
+  private readonly target: WebhookTarget;
 
   constructor(
     private readonly node: HeraldNode,
@@ -308,6 +309,7 @@ export class SubscriptionPusher {
   ) {
     this.url = new URL(push.url);
     this.origin = this.url.origin; // URL computes it on every read
+    this.target = webhookTarget(this.url);
     this.window = originWindow(this.origin);
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();
@@ -456,12 +458,12 @@ export class SubscriptionPusher {
 
   /** One attempt: POST, note the outcome, queue the log command that settles it. */
   private async deliver(d: Delivery, secrets: readonly string[], startedMs: number): Promise<void> {
-    const { headers, body } = buildWebhookRequest(this.push, this.topic, this.name, d, secrets, Math.floor(startedMs / 1000));
+    const { id, headers, body } = buildWebhookRequest(this.push, this.topic, this.name, d, secrets, Math.floor(startedMs / 1000));
     const started = performance.now();
     let outcome: number | string;
     let retryAfterMs: number | null = null;
     try {
-      const res = await postWebhook(this.agent, this.url, headers, body, this.push.timeoutMs, pushLimits.responseBodyBytesMax);
+      const res = await postWebhook(this.agent, this.target, headers, body, this.push.timeoutMs, pushLimits.responseBodyBytesMax);
       outcome = res.status;
       retryAfterMs = parseRetryAfter(res.retryAfter, Date.now());
     } catch (error) {
@@ -470,7 +472,7 @@ export class SubscriptionPusher {
     const latencyMs = Math.round((performance.now() - started) * 10) / 10;
     noteWebhookAttempt(this.name, this.origin, outcome, latencyMs);
     this.attemptLog.add({
-      messageId: messageId(d.topicId, d.message.seq),
+      messageId: id,
       seq: d.message.seq,
       attempt: d.attempt,
       timeMs: startedMs,

@@ -76,19 +76,17 @@ export interface WebhookResponse {
  */
 export function postWebhook(
   agent: Dispatcher,
-  url: URL,
+  target: WebhookTarget,
   headers: Record<string, string>,
   body: string | Buffer,
   timeoutMs: number,
   bodyBytesMax: number,
 ): Promise<WebhookResponse> {
   return new Promise((resolve, reject) => {
-    let response: WebhookResponse | undefined;
-    let bodyBytes = 0;
     agent.dispatch(
       {
-        origin: url.origin,
-        path: url.pathname + url.search,
+        origin: target.origin,
+        path: target.path,
         method: 'POST',
         headers,
         body,
@@ -96,25 +94,52 @@ export function postWebhook(
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       },
-      {
-        onRequestStart() {},
-        onResponseStart(_controller, statusCode, responseHeaders) {
-          const ra = responseHeaders['retry-after'];
-          response = { status: statusCode, retryAfter: Array.isArray(ra) ? ra[0] : ra };
-        },
-        onResponseData(controller, chunk) {
-          bodyBytes += chunk.length;
-          if (bodyBytes > bodyBytesMax) controller.abort(new Error('response body too large'));
-        },
-        onResponseEnd() {
-          resolve(response!);
-        },
-        onResponseError(_controller, error) {
-          // Aborted for its size after the status arrived: the status is the outcome.
-          if (response && bodyBytes > bodyBytesMax) resolve(response);
-          else reject(error);
-        },
-      },
+      new ResponseHandler(bodyBytesMax, resolve, reject),
     );
   });
+}
+
+/** Where a subscription posts, as undici's dispatch takes it (computed once, not per request). */
+export interface WebhookTarget {
+  origin: string;
+  /** Path and query. */
+  path: string;
+}
+
+export function webhookTarget(url: URL): WebhookTarget {
+  return { origin: url.origin, path: url.pathname + url.search };
+}
+
+/** One POST's answer: its status, the body read and dropped (one object a request, no closures). */
+class ResponseHandler implements Dispatcher.DispatchHandler {
+  private response: WebhookResponse | undefined;
+  private bodyBytes = 0;
+
+  constructor(
+    private readonly bodyBytesMax: number,
+    private readonly resolve: (response: WebhookResponse) => void,
+    private readonly reject: (error: Error) => void,
+  ) {}
+
+  onRequestStart(): void {}
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    const ra = headers['retry-after'];
+    this.response = { status: statusCode, retryAfter: Array.isArray(ra) ? ra[0] : ra };
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bodyBytes += chunk.length;
+    if (this.bodyBytes > this.bodyBytesMax) controller.abort(new Error('response body too large'));
+  }
+
+  onResponseEnd(): void {
+    this.resolve(this.response!);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    // Aborted for its size after the status arrived: the status is the outcome.
+    if (this.response && this.bodyBytes > this.bodyBytesMax) this.resolve(this.response);
+    else this.reject(error);
+  }
 }

@@ -9,6 +9,8 @@ import { dataBytes, isoTime, pushMessageBody } from '../http/render.js';
 import { signatureHeaders } from './webhook-signature.js';
 
 export interface WebhookRequest {
+  /** The message's id (`webhook-id`). */
+  id: string;
   headers: Record<string, string>;
   /** JSON as a string (signed and sent as UTF-8, never copied into a Buffer first), raw data as bytes. */
   body: Buffer | string;
@@ -63,7 +65,7 @@ export function buildWebhookRequest(
   headers['herald-delivery-attempt'] = String(d.attempt);
   if (secrets.length > 0) Object.assign(headers, signatureHeaders(secrets, id, timestampSeconds, body));
   else headers['webhook-id'] = id;
-  return { headers, body };
+  return { id, headers, body };
 }
 
 /**
