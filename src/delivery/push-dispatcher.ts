@@ -290,7 +290,6 @@ export class SubscriptionPusher {
   private flushScheduled = false;
   /** Outcome proposals not yet answered (a planned stop waits for them). */
   private readonly outcomes = new Set<Promise<unknown>>();
-  private readonly url: URL;
   readonly origin: string;
   /** Shared with the other pushers to the same origin. */
   private readonly window: OriginWindow;
@@ -307,9 +306,8 @@ export class SubscriptionPusher {
     private readonly attemptLog: AttemptLog,
     originWindow: (origin: string) => OriginWindow,
   ) {
-    this.url = new URL(push.url);
-    this.origin = this.url.origin; // URL computes it on every read
-    this.target = webhookTarget(this.url);
+    this.target = webhookTarget(new URL(push.url));
+    this.origin = this.target.origin;
     this.window = originWindow(this.origin);
     this.tokens = push.rateLimitPerSecond;
     this.refilledAtMs = node.now();

@@ -21,7 +21,7 @@
  * message store, and replaying must find every message the snapshot's state still refers to. Puts need
  * no such care: replaying a command writes the same message at the same seq again.
  * Once a snapshot covers them, removed messages' index entries are cleared a bounded number per step
- * (mostly in idle steps: see clearKeysPerIdleStep), so that no step grows long; a restart
+ * (mostly in idle steps: see clearKeysPerStepMax), so that no step grows long; a restart
  * finds what a stop left uncleared.
  *
  * A step that fails changes nothing: its segment appends are cut back, the LMDB transaction (a child
@@ -49,12 +49,11 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
  * step, so that no step grows long: deleting a topic of 200,000 messages at once made every step for a
  * second take ~30 ms (about 1.4 µs per key, and the commit's pages), and publish latency with it.
  * Most of the clearing is left to idle steps (nothing waits on them: the node runs them when it has
- * had nothing to write for a while, one after another until something comes), clearKeysPerIdleStep
+ * had nothing to write for a while, one after another until something comes), clearKeysPerStepMax
  * each. Any other step clears twice the messages it indexes, within the bounds below, so that clearing
  * keeps ahead of retention under load. (Clearing 500 a step in every step put 5–10 ms on the p99 of a
  * light load for the seconds a dropped topic of 450,000 messages took.)
  */
-export const clearKeysPerIdleStep = 500;
 export const clearKeysPerBusyStepMin = 32;
 export const clearKeysPerStepMax = 500;
 /**
@@ -102,7 +101,7 @@ export interface StepWrite {
   snapshot?: { meta: SnapshotMeta; state: BrokerSnapshot; compactTo: number };
   /** A leader's snapshot to install: replaces the log and every message (written before `entries`). */
   install?: { meta: SnapshotMeta; received: ReceivedSnapshot };
-  /** Nothing waits on this step (the node is idle): it clears clearKeysPerIdleStep removed keys. */
+  /** Nothing waits on this step (the node is idle): it clears clearKeysPerStepMax removed keys. */
   idle?: boolean;
 }
 
@@ -445,7 +444,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     return this.deferredDeletes.length > 0;
   }
 
-  /** Whether a step has anything to write besides what the caller brings (and removed keys to clear). */
+  /** Whether a step has anything to write besides what the caller brings (removed keys to clear aside: hasClearing). */
   hasPendingWrites(): boolean {
     return this.putQueue.length > 0;
   }
@@ -512,8 +511,15 @@ export class LmdbStorage implements MessageStore, LogReader {
       // entries that point at them go in the transaction.
       const segmentedEntries = write.entries.filter((e) => e.data.length >= entryInSegmentBytesMin);
       const segmentedInStep = new Set(segmentedEntries.map((e) => e.index));
-      const inEntry = puts.map(([, , src]) => src !== undefined && (segmentedInStep.has(src.entryIndex) || this.entryLocation(src.entryIndex) !== undefined));
       const records: Buffer[][] = segmentedEntries.map((e) => [asBuffer(e.data)]);
+      // Where each message's data lies, for those whose publishing entry is in a segment file (looked
+      // up once per entry; entries of this step are placed just below).
+      const entryOf = new Map<number, Location | undefined>();
+      const inEntry = puts.map(([, , src]) => {
+        if (src === undefined || segmentedInStep.has(src.entryIndex)) return src !== undefined;
+        if (!entryOf.has(src.entryIndex)) entryOf.set(src.entryIndex, this.entryLocation(src.entryIndex));
+        return entryOf.get(src.entryIndex) !== undefined;
+      });
       for (let i = 0; i < puts.length; i++) if (!inEntry[i]) records.push(encodeRecord(puts[i]![1]));
       const locations = this.segments.append(records);
       appended = true;
@@ -562,7 +568,7 @@ export class LmdbStorage implements MessageStore, LogReader {
           let segment: number;
           if (inEntry[i]) {
             // Its data is where the log entry that published it is: index that place, with the head.
-            const at = stepEntryLocations.get(src!.entryIndex) ?? this.entryLocation(src!.entryIndex)!;
+            const at = stepEntryLocations.get(src!.entryIndex) ?? entryOf.get(src!.entryIndex)!;
             assert(src!.offset + m.data.byteLength <= at.length, `message ${m.seq} lies past the end of log entry ${src!.entryIndex}`);
             value = encodeRecordHead(m, locationBytes);
             writeLocation(value, 0, { segment: at.segment, offset: at.offset + src!.offset, length: m.data.byteLength });
@@ -591,7 +597,7 @@ export class LmdbStorage implements MessageStore, LogReader {
             this.log.removeSync(key);
           }
         }
-        this.clearSome(unindex, write.idle ? clearKeysPerIdleStep : Math.min(clearKeysPerStepMax, Math.max(clearKeysPerBusyStepMin, 2 * puts.length)));
+        this.clearSome(unindex, write.idle ? clearKeysPerStepMax : Math.min(clearKeysPerStepMax, Math.max(clearKeysPerBusyStepMin, 2 * puts.length)));
         for (const id of changed) {
           const n = this.liveCounts.get(id)!;
           assert(n >= 0, `segment ${id} live count went negative`);

@@ -4,26 +4,15 @@
 // next start finds what was left (seqs below a topic's first, topics the snapshot no longer has) and
 // clears it, without touching a topic created after the snapshot (the log's replay writes it again).
 // Method: a real LmdbStorage in a temp dir, driven step by step as the node's driver does.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import type { ConfState, Entry } from '../../src/core/raft/types.js';
-import { clearKeysPerBusyStepMin, clearKeysPerIdleStep, clearKeysPerStepMax, LmdbStorage } from '../../src/storage/lmdb-storage.js';
+import { clearKeysPerBusyStepMin, clearKeysPerStepMax, LmdbStorage } from '../../src/storage/lmdb-storage.js';
+import { storeHarness } from './store-harness.js';
 
 const conf: ConfState = { voters: [1], learners: [] };
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function open(dir: string): LmdbStorage {
-  const s = new LmdbStorage(dir);
-  s.load(conf);
-  return s;
-}
+const { tempDir, open, close } = storeHarness(LmdbStorage, conf, 'herald-clearing-');
 
 const message = (seq: number): StoredMessage => ({ seq, publishTimeMs: seq, visibleAtMs: seq, encoding: 'utf8', data: Buffer.from(`m${seq}`) });
 let nextIndex = 1;
@@ -48,10 +37,7 @@ function stored(s: LmdbStorage, topicId: number, seqs: number): number {
 
 test('a large removal is cleared a bounded number of index entries a step, and the steps go on until it is done', async () => {
   nextIndex = 1;
-  const dir = mkdtempSync(join(tmpdir(), 'herald-clearing-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const s = open(dir);
-  cleanups.push(() => s.close());
+  const s = open(tempDir());
   for (let seq = 1; seq <= 9_000; seq++) s.put(5, message(seq));
   for (let seq = 1; seq <= 3_000; seq++) s.put(7, message(seq));
   await s.step({ entries: [entry()], hardState: null });
@@ -69,9 +55,9 @@ test('a large removal is cleared a bounded number of index entries a step, and t
     expect(remaining.length).toBeLessThan(200);
   }
   // 9,000 + 3,000 entries, 8,500 + 3,000 to clear: the snapshot's step writes a log entry and clears a
-  // busy step's share, each idle step after it clearKeysPerIdleStep, down to the 500 retention keeps.
+  // busy step's share, each idle step after it the most a step clears, down to the 500 retention keeps.
   const expected: number[] = [];
-  for (let left = 12_000 - clearKeysPerBusyStepMin; left > 500; left -= clearKeysPerIdleStep) expected.push(left);
+  for (let left = 12_000 - clearKeysPerBusyStepMin; left > 500; left -= clearKeysPerStepMax) expected.push(left);
   expected.push(500);
   expect(remaining).toEqual(expected);
   expect(stored(s, 5, 9_000)).toBe(500);
@@ -79,17 +65,14 @@ test('a large removal is cleared a bounded number of index entries a step, and t
   expect(s.get(5, 8_501)?.data.toString()).toBe('m8501');
 });
 
-test('a busy step clears twice the messages it indexes, within bounds; an idle one, clearKeysPerIdleStep', async () => {
+test('a busy step clears twice the messages it indexes, within bounds; an idle one, the most', async () => {
   nextIndex = 1;
-  const dir = mkdtempSync(join(tmpdir(), 'herald-clearing-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const s = open(dir);
-  cleanups.push(() => s.close());
+  const s = open(tempDir());
   for (let seq = 1; seq <= 5_000; seq++) s.put(5, message(seq));
   await s.step({ entries: [entry()], hardState: null });
   s.dropTopic(5);
   await s.step({ entries: [], hardState: null, snapshot: snapshotOf({}), idle: true });
-  let left = 5_000 - clearKeysPerIdleStep;
+  let left = 5_000 - clearKeysPerStepMax;
   expect(stored(s, 5, 5_000)).toBe(left);
   // A step that indexes nothing and is not idle (an entry, say): the minimum.
   await s.step({ entries: [entry()], hardState: null });
@@ -104,13 +87,12 @@ test('a busy step clears twice the messages it indexes, within bounds; an idle o
   expect(stored(s, 5, 5_000)).toBe((left -= clearKeysPerStepMax));
   // An idle step.
   await s.step({ entries: [], hardState: null, idle: true });
-  expect(stored(s, 5, 5_000)).toBe((left -= clearKeysPerIdleStep));
+  expect(stored(s, 5, 5_000)).toBe((left -= clearKeysPerStepMax));
 });
 
 test('a stop in the middle of clearing: the next start clears what was left, and only that', async () => {
   nextIndex = 1;
-  const dir = mkdtempSync(join(tmpdir(), 'herald-clearing-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir();
   let s = open(dir);
   for (let seq = 1; seq <= 5_000; seq++) s.put(1, message(seq));
   for (let seq = 1; seq <= 5_000; seq++) s.put(2, message(seq));
@@ -124,10 +106,9 @@ test('a stop in the middle of clearing: the next start clears what was left, and
   for (let seq = 1; seq <= 100; seq++) s.put(laterTopic, message(seq));
   await s.step({ entries: [entry()], hardState: null });
   expect(stored(s, 1, 5_000) + stored(s, 2, 5_000)).toBeGreaterThan(1_000);
-  await s.close(); // stopped with clearing left to do
+  await close(s); // stopped with clearing left to do
 
   s = open(dir);
-  cleanups.push(() => s.close());
   expect(s.hasClearing()).toBe(true);
   for (let i = 0; i < 200 && s.hasClearing(); i++) await s.step({ entries: [], hardState: null, idle: true });
   expect(s.hasClearing()).toBe(false);

@@ -10,19 +10,12 @@ import { afterEach, expect, test } from 'vitest';
 import { HeraldNode } from '../../src/runtime/herald-node.js';
 import { clearKeysPerStepMax, type LmdbStorage, type StepWrite } from '../../src/storage/lmdb-storage.js';
 import { msg, topicConfig } from '../core/broker/harness.js';
+import { eventually } from '../helpers/herald-process.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 test('a dropped topic is cleared in idle steps, and the clearing finishes while nothing else happens', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-idle-clearing-'));
@@ -49,7 +42,7 @@ test('a dropped topic is cleared in idle steps, and the clearing finishes while 
   for (let i = 0; i < 5 && !storage.hasClearing(); i++) ok(await node.propose({ type: 'publish', topic: 'other', messages: [msg('x')] }));
   expect(storage.hasClearing()).toBe(true);
   const before = steps.length;
-  await until(() => !storage.hasClearing(), 'the clearing to finish');
+  await eventually(() => !storage.hasClearing(), 10_000, 5); // the clearing finishes
   const idleSteps = steps.slice(before).filter((s) => s.idle);
   // 3,000 keys: most of them in idle steps of up to clearKeysPerStepMax each.
   expect(idleSteps.length).toBeGreaterThanOrEqual(Math.floor(2_000 / clearKeysPerStepMax));
