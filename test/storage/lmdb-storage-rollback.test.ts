@@ -151,7 +151,9 @@ test('a segment write that runs out of room half-way (after a rotation) is undon
   await expectSameAfterReopen(failing, clean, { 1: 41 });
 });
 
-test('a transaction that fails after the bodies are appended (a snapshot step with removals) is undone; the retry takes the same removals, none applied since', async () => {
+// Sync mode commits on lmdb-js's write thread, relaxed mode on the calling thread (transactionSync):
+// a failure must undo the step either way.
+test.each(['sync', 'relaxed'] as const)('a transaction that fails after the bodies are appended (a snapshot step with removals) is undone; the retry takes the same removals, none applied since (%s)', async (durability) => {
   let failNext = false;
   const inStepTransaction = () => {
     if (!failNext) return;
@@ -159,10 +161,11 @@ test('a transaction that fails after the bodies are appended (a snapshot step wi
     throw Object.assign(new Error('MDB_MAP_FULL: Environment mapsize limit reached'), { code: -30792 });
   };
   const failing = { dir: tempDir(), s: undefined as unknown as Storage };
-  failing.s = open(failing.dir, { inStepTransaction });
+  failing.s = open(failing.dir, { inStepTransaction, durability });
   const clean = { dir: tempDir(), s: undefined as unknown as Storage };
-  clean.s = open(clean.dir);
+  clean.s = open(clean.dir, { durability });
   const both = [failing.s, clean.s];
+  expect(failing.s.commitsInline).toBe(durability === 'relaxed');
 
   putAll(both, 1, 1, 30);
   putAll(both, 2, 1, 5);
@@ -276,7 +279,7 @@ test('a snapshot chunk whose append runs out of room half-way leaves the segment
   for (let seq = 1; seq <= 40; seq++) expect(Buffer.from(s.get(7, seq)!.data)).toEqual(message(seq).data);
 });
 
-test('an LMDB commit that finds the disk full (a real tmpfs) is undone, is StorageFullError, and succeeds once there is room', async () => {
+test.each(['sync', 'relaxed'] as const)('an LMDB commit that finds the disk full (a real tmpfs) is undone, is StorageFullError, and succeeds once there is room (%s)', async (durability) => {
   const dir = tempDir();
   const mnt = join(dir, 'data');
   mkdirSync(mnt);
@@ -290,9 +293,9 @@ test('an LMDB commit that finds the disk full (a real tmpfs) is undone, is Stora
   const segmentsDir = join(dir, 'segments');
   mkdirSync(segmentsDir);
   symlinkSync(segmentsDir, join(mnt, 'segments'));
-  const failing = { dir: mnt, s: open(mnt) };
+  const failing = { dir: mnt, s: open(mnt, { durability }) };
   const clean = { dir: tempDir(), s: undefined as unknown as Storage };
-  clean.s = open(clean.dir);
+  clean.s = open(clean.dir, { durability });
   const both = [failing.s, clean.s];
 
   putAll(both, 1, 1, 10);
