@@ -69,8 +69,10 @@ export function resolveRetryPolicy(policy: RetryPolicy): ResolvedRetryPolicy {
  */
 export function retryDelayMs(policy: ResolvedRetryPolicy, attempt: number, random01: number): number {
   const exponent = Math.max(0, attempt - 1);
-  // min × mult^exp overflows to Infinity for large attempts; 0 × Infinity would be NaN.
-  const grown = policy.minBackoffMs === 0 ? 0 : policy.minBackoffMs * Math.pow(policy.multiplier, Math.min(exponent, 1024));
+  // min × mult^exp overflows to Infinity for large attempts, and the cap below takes it; a minimum of
+  // 0 stays 0 (0 × Infinity would be NaN). The exponent is not capped: a multiplier just above 1
+  // still grows after a thousand attempts.
+  const grown = policy.minBackoffMs === 0 ? 0 : policy.minBackoffMs * Math.pow(policy.multiplier, exponent);
   const base = policy.kind === 'fixed' ? policy.minBackoffMs : Math.min(policy.maxBackoffMs, grown);
   const spread = base * policy.jitter * (2 * random01 - 1);
   return Math.max(0, Math.min(policy.maxBackoffMs, Math.round(base + spread)));

@@ -71,6 +71,12 @@ describe('retryDelayMs', () => {
     );
   });
 
+  it('a multiplier just above 1 keeps growing past attempt 1025 (found by the property above: the exponent was capped at 1024)', () => {
+    const p = resolveRetryPolicy({ policy: 'exponential', minBackoffMs: 1000, maxBackoffMs: 100_000, multiplier: 1.001, jitter: 0, maxAttempts: null, maxRetrySeconds: 86_400 });
+    expect(retryDelayMs(p, 2000, 0.5)).toBe(Math.round(1000 * Math.pow(1.001, 1999))); // 7,374, not the 2,783 of 1.001^1024
+    expect(retryDelayMs(p, 2000, 0.5)).toBeGreaterThan(retryDelayMs(p, 1025, 0.5));
+  });
+
   it('huge attempt numbers stay at the cap (no Infinity or NaN)', () => {
     const p = resolveRetryPolicy({ policy: 'exponential', minBackoffMs: 1000, maxBackoffMs: 512_000, multiplier: 2, jitter: 0.2, maxAttempts: null, maxRetrySeconds: 86_400 });
     for (const a of [64, 1025, 1e6, Number.MAX_SAFE_INTEGER]) {
