@@ -204,14 +204,7 @@ interface ClusterTarget extends Target {
 
 async function clusterTarget(mode: 'sync' | 'relaxed', via: 'leader' | 'follower' = 'leader'): Promise<ClusterTarget> {
   const t0 = performance.now();
-  const cluster = await BenchCluster.start(3, mode === 'relaxed' ? ['--durability', 'relaxed'] : []);
-  let leader: number;
-  try {
-    leader = await cluster.waitLeader(30_000);
-  } catch (e) {
-    await cluster.stop(); // nothing else holds this cluster to stop it later
-    throw e;
-  }
+  const { cluster, leader } = await BenchCluster.startLed(3, mode === 'relaxed' ? ['--durability', 'relaxed'] : []);
   const entry = via === 'leader' ? leader : cluster.members.find((m) => m.id !== leader)!.id;
   console.error(`  3 nodes up, leader n${leader}, in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
   const abort: Abort = { aborted: false };

@@ -279,14 +279,7 @@ async function singleTarget(): Promise<Target> {
 }
 
 async function clusterTarget(): Promise<Target> {
-  const cluster = await BenchCluster.start(3, durabilityArgs);
-  let leader: number;
-  try {
-    leader = await cluster.waitLeader(30_000);
-  } catch (e) {
-    await cluster.stop();
-    throw e;
-  }
+  const { cluster, leader } = await BenchCluster.startLed(3, durabilityArgs);
   const lead = cluster.member(leader);
   const others = cluster.members.filter((m) => m.id !== leader);
   const abort: Abort = { aborted: false };

@@ -227,6 +227,20 @@ export class BenchCluster {
     return c;
   }
 
+  /**
+   * Starts a cluster and waits for its leader. A cluster that never agrees on one is stopped here:
+   * nothing else holds it to stop it later, and its nodes would load every run after.
+   */
+  static async startLed(size: number, extraArgs: string[] = [], timeoutMs = 30_000): Promise<{ cluster: BenchCluster; leader: number }> {
+    const cluster = await BenchCluster.start(size, extraArgs);
+    try {
+      return { cluster, leader: await cluster.waitLeader(timeoutMs) };
+    } catch (e) {
+      await cluster.stop();
+      throw e;
+    }
+  }
+
   get peers(): string {
     return this.members.map((m) => `${m.id}@127.0.0.1:${m.raftPort}:${m.httpPort}`).join(',');
   }

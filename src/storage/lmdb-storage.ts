@@ -189,14 +189,8 @@ export class LmdbStorage implements MessageStore, LogReader {
   private applyingEntry: Entry | undefined;
   /** Where the log entries written to segment files since this process started are (pruned with the log). */
   private entryLocations = new Map<number, Location>();
+  /** sync mode: a step's log entries in segment files are synced with it, as durable as the rest of the log. */
   private readonly syncEntriesPerStep: boolean;
-  /**
-   * relaxed: a step's transaction commits on the calling thread (`transactionSync`). With nothing to
-   * fsync, its commit is page writes into the OS's cache, shorter than the three event-loop turns an
-   * asynchronous transaction takes on lmdb-js's write thread (start it, run its callback here, hear
-   * back that it committed), each waiting behind whatever I/O the loop has queued.
-   */
-  readonly commitsInline: boolean;
   /** Removals waiting for a snapshot step; that step hands them to `clearing`. */
   private deferredDeletes: ClearRange[] = [];
   /** Index ranges of removed messages still being cleared, a bounded number of keys per step. Items
@@ -242,9 +236,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
     this.segments = (options.segmentFiles ?? ((dir) => new SegmentFiles(dir)))(join(dataDir, 'segments'));
     this.inStepTransaction = options.inStepTransaction;
-    // In sync mode the log entries in segment files are as durable as the rest of the log.
     this.syncEntriesPerStep = options.durability !== 'relaxed';
-    this.commitsInline = options.durability === 'relaxed';
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
     for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
     // Segments nothing points into (their last entry went just before a crash) are garbage.
@@ -446,6 +438,17 @@ export class LmdbStorage implements MessageStore, LogReader {
       into.offsets.push(locations[i]!.offset);
       into.lengths.push(locations[i]!.length);
     }
+  }
+
+  /**
+   * relaxed: a step's transaction commits on the calling thread (`transactionSync`). With nothing to
+   * fsync, its commit is page writes into the OS's cache, shorter than the three event-loop turns an
+   * asynchronous transaction takes on lmdb-js's write thread (start it, run its callback here, hear
+   * back that it committed), each waiting behind whatever I/O the loop has queued. Such a step awaits
+   * no I/O, so the driver yields to the event loop between them.
+   */
+  get commitsInline(): boolean {
+    return !this.syncEntriesPerStep;
   }
 
   /** Whether removals (retention, dropped topics) wait for a snapshot step to reach the disk. */

@@ -44,7 +44,7 @@ async function nodeClearingATopic(durability: 'sync' | 'relaxed', onStep: (write
   // A few more entries: a snapshot covers the removal, which then goes to the clearing.
   for (let i = 0; i < 5 && !storage.hasClearing(); i++) ok(await node.propose({ type: 'publish', topic: 'other', messages: [msg('x')] }));
   expect(storage.hasClearing()).toBe(true);
-  return { node, storage, steps };
+  return { storage, steps };
 }
 
 test('a dropped topic is cleared in idle steps, and the clearing finishes while nothing else happens', async () => {

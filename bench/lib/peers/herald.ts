@@ -38,15 +38,9 @@ export class HeraldPeer implements Peer {
 
   static async start(size: number, durability: 'sync' | 'relaxed', consumerKind: 'pull' | 'ws', build: boolean): Promise<HeraldPeer> {
     if (build) buildBundle();
-    const cluster = await BenchCluster.start(3, durability === 'relaxed' ? ['--durability', 'relaxed'] : []);
-    try {
-      const leader = await cluster.waitLeader();
-      const url = cluster.member(leader).url;
-      return new HeraldPeer(cluster, url, new Client(url, 2), durability, size, consumerKind);
-    } catch (e) {
-      await cluster.stop();
-      throw e;
-    }
+    const { cluster, leader } = await BenchCluster.startLed(3, durability === 'relaxed' ? ['--durability', 'relaxed'] : []);
+    const url = cluster.member(leader).url;
+    return new HeraldPeer(cluster, url, new Client(url, 2), durability, size, consumerKind);
   }
 
   describe(): string {
