@@ -20,7 +20,8 @@ import type { Command, PublishItem, StampedCommand } from '../core/broker/comman
 import { RaftCore, decodeConfChange, encodeConfChange, nextConf, type ConfChange } from '../core/raft/raft-core.js';
 import type { Message } from '../core/raft/messages.js';
 import { EntryType, type Entry, type NodeId, type SnapshotMeta } from '../core/raft/types.js';
-import { decodeCommand, encodeCommand, entryInSegmentBytesMin, LmdbStorage, LocatedRecords, StorageFullError, type ReceivedSnapshot, type StepWrite } from '../storage/lmdb-storage.js';
+import { decodeCommand, decodeStamped, encodeCommand, encodeStamped } from '../storage/command-codec.js';
+import { entryInSegmentBytesMin, LmdbStorage, LocatedRecords, StorageFullError, type ReceivedSnapshot, type StepWrite } from '../storage/lmdb-storage.js';
 import type { PeerFrame, SnapshotChunk } from '../transport/peer-codec.js';
 import { noteAppend, noteApplied, noteLeader, noteSnapshot, noteStorageWriteFailure } from '../metrics/registry.js';
 
@@ -317,7 +318,7 @@ export class HeraldNode {
       return Promise.reject(new NodeUnavailableError('too many writes waiting for the log'));
     }
     const stamped: StampedCommand = { nowMs: this.clock(), command };
-    const data = encodeCommand(stamped);
+    const data = encodeStamped(stamped);
     const r = this.raft.propose(data);
     if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint));
     this.proposed.set(r.index, { term: r.term, stamped });
@@ -600,7 +601,7 @@ export class HeraldNode {
       // where it was proposed: its messages' data are then views into the entry, and storage indexes
       // them where the entry is rather than writing every body a second time (lmdb-storage.ts).
       const fromBytes = !stamped || (stamped.command.type === 'publish' && entry.data.length >= entryInSegmentBytesMin);
-      const command = fromBytes ? decodeCommand<StampedCommand>(entry.data) : stamped!;
+      const command = fromBytes ? decodeStamped(entry.data) : stamped!;
       this.storage.applying(entry);
       let result: ReturnType<BrokerMachine['apply']>;
       try {

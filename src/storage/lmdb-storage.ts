@@ -818,10 +818,3 @@ function encodeEntry(e: Entry): Buffer {
   return out;
 }
 
-export function encodeCommand(value: unknown): Buffer {
-  return packr.pack(value);
-}
-
-export function decodeCommand<T>(data: Uint8Array): T {
-  return packr.unpack(data) as T;
-}

@@ -1,7 +1,8 @@
 /**
  * How the simulator puts broker commands into log entries and snapshots on the wire: msgpack with the
- * production store's options (src/storage/lmdb-storage.ts), so message bodies stay bytes and a
- * follower applies exactly what a real one would decode.
+ * production codec's options (src/storage/command-codec.ts), so message bodies stay bytes. (A real
+ * node writes a publish in a binary form of its own; test/storage/command-codec.test.ts checks that
+ * it reads back as the same command, so the simulated followers apply what real ones would.)
  */
 import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';

@@ -9,9 +9,9 @@
 // `applying(entry)` around the puts a publish makes, its data views into the entry's bytes).
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Packr } from 'msgpackr';
 import { expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
+import { decodeStamped, encodeStamped } from '../../src/storage/command-codec.js';
 import type { StoredMessage } from '../../src/core/broker/types.js';
 import type { ConfState, Entry } from '../../src/core/raft/types.js';
 
@@ -21,7 +21,6 @@ const { SegmentFiles } = await import('../../src/storage/segments.js');
 const { storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
-const packr = new Packr({ useRecords: false });
 const conf: ConfState = { voters: [1], learners: [] };
 const noTopics = { topics: [] } as unknown as BrokerSnapshot;
 const { tempDir, open, close } = storeHarness(LmdbStorage, conf, 'herald-entries-');
@@ -33,15 +32,16 @@ async function reopen(s: Storage, dir: string): Promise<Storage> {
 
 const body = (index: number, i: number, bytes: number) => Buffer.alloc(bytes, `e${index}m${i}-`);
 
-/** A publish entry the way the node encodes one: its bodies are bin fields of the command. */
+/** A publish entry the way the node encodes one (command-codec.ts: its bodies lie whole in the entry). */
 function publishEntry(index: number, term: number, count: number, bytes: number): Entry {
-  const messages = Array.from({ length: count }, (_, i) => ({ data: body(index, i, bytes), encoding: 'utf8' }));
-  return { index, term, data: packr.pack({ nowMs: index, command: { type: 'publish', topic: 't', messages } }) };
+  const messages = Array.from({ length: count }, (_, i) => ({ data: body(index, i, bytes), encoding: 'utf8' as const }));
+  return { index, term, data: encodeStamped({ nowMs: index, command: { type: 'publish', topic: 't', messages } }) };
 }
 
 /** Applies a publish entry as the node does: decoded from its bytes, puts made while `applying` it. */
 function apply(s: Storage, entry: Entry, topicId: number, firstSeq: number): StoredMessage[] {
-  const { command } = packr.unpack(entry.data) as { command: { messages: { data: Buffer }[] } };
+  const { command } = decodeStamped(entry.data);
+  if (command.type !== 'publish') throw new Error(`entry ${entry.index} is not a publish`);
   s.applying(entry);
   const out = command.messages.map((m, i) => {
     const seq = firstSeq + i;
