@@ -261,6 +261,7 @@ export function decodeMessage(body: Buffer): Message {
   const from = r.u32();
   const to = r.u32();
   const term = r.f64();
+  // The frequent kinds are built field by field; the rare ones spread this.
   const env = { group, from, to, term };
   let m: Message;
   switch (kind) {
@@ -288,20 +289,20 @@ export function decodeMessage(body: Buffer): Message {
         if (type > 1) throw new FrameError('unknown entry type');
         entries[i] = { index, term: t, type: type as EntryType, data: r.bytes() };
       }
-      m = { ...env, type: 'append', prevIndex, prevTerm, commit, entries };
+      m = { group, from, to, term, type: 'append', prevIndex, prevTerm, commit, entries };
       break;
     }
     case 'append-response': {
       const index = r.f64();
       const reject = r.u8() !== 0;
-      m = { ...env, type: 'append-response', index, reject, hintIndex: r.f64() };
+      m = { group, from, to, term, type: 'append-response', index, reject, hintIndex: r.f64() };
       break;
     }
     case 'heartbeat':
-      m = { ...env, type: 'heartbeat', commit: r.f64(), context: r.f64() };
+      m = { group, from, to, term, type: 'heartbeat', commit: r.f64(), context: r.f64() };
       break;
     case 'heartbeat-response':
-      m = { ...env, type: 'heartbeat-response', context: r.f64() };
+      m = { group, from, to, term, type: 'heartbeat-response', context: r.f64() };
       break;
     case 'snapshot': {
       let payload: { snapshot: Extract<Message, { type: 'snapshot' }>['snapshot']; data: unknown };

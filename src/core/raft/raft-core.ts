@@ -65,6 +65,10 @@ export class RaftCore {
   role: Role = 'follower';
   readonly log: RaftLog;
   private voters = new Set<NodeId>();
+  /** conf()'s answer, until the membership changes. */
+  private confState: ConfState | undefined;
+  /** maybeCommit's working space (one slot per voter; it grows with the membership). */
+  private readonly matchScratch: number[] = [];
   private learners = new Set<NodeId>();
   private prs = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
@@ -101,6 +105,7 @@ export class RaftCore {
   // ---- membership ----
 
   private setConf(conf: ConfState): void {
+    this.confState = undefined;
     this.voters = new Set(conf.voters);
     this.learners = new Set(conf.learners);
     for (const id of [...this.prs.keys()]) if (!this.voters.has(id) && !this.learners.has(id)) this.prs.delete(id);
@@ -111,8 +116,13 @@ export class RaftCore {
     }
   }
 
+  /** The membership, sorted. Kept until it changes (the driver asks every step): do not modify it. */
   conf(): ConfState {
-    return { voters: [...this.voters].sort((a, b) => a - b), learners: [...this.learners].sort((a, b) => a - b) };
+    this.confState ??= Object.freeze({
+      voters: Object.freeze([...this.voters].sort((a, b) => a - b)) as NodeId[],
+      learners: Object.freeze([...this.learners].sort((a, b) => a - b)) as NodeId[],
+    });
+    return this.confState;
   }
 
   /** The driver applied a conf change entry: the membership changes now (etcd's ApplyConfChange). */
@@ -575,10 +585,16 @@ export class RaftCore {
   }
 
   private maybeCommit(): boolean {
-    const matches: number[] = [];
-    for (const id of this.voters) matches.push(this.prs.get(id)?.match ?? 0);
-    matches.sort((a, b) => b - a);
-    const index = matches[this.quorum() - 1] ?? 0;
+    // The quorum-th highest match, found in place: this runs on every acknowledgement.
+    const matches = this.matchScratch;
+    let n = 0;
+    for (const id of this.voters) {
+      const match = this.prs.get(id)?.match ?? 0;
+      let i = n++;
+      for (; i > 0 && matches[i - 1]! < match; i--) matches[i] = matches[i - 1]!;
+      matches[i] = match;
+    }
+    const index = n >= this.quorum() ? matches[this.quorum() - 1]! : 0;
     // Only entries of the current term commit by counting replicas (Raft §5.4.2).
     if (index > this.log.committed && this.log.term(index) === this.term) {
       this.log.commitTo(index);
