@@ -18,7 +18,8 @@ const item: fc.Arbitrary<PublishItem> = fc
       data: fc.uint8Array({ maxLength: 3000 }),
       encoding: fc.constantFrom('utf8' as const, 'base64' as const),
       jsonSafe: fc.constant(true as const),
-      attributes: fc.dictionary(fc.string({ maxLength: 12 }), fc.string({ maxLength: 20 }), { maxKeys: 4 }),
+      // No "__proto__" name: the JSON parser refuses such a body (400), and msgpack renames the key.
+      attributes: fc.dictionary(fc.string({ maxLength: 12 }).filter((k) => k !== '__proto__'), fc.string({ maxLength: 20 }), { maxKeys: 4 }),
       tags: fc.array(fc.string({ maxLength: 10 }), { maxLength: 4 }),
       routingKey: fc.string({ maxLength: 30 }),
       orderingKey: fc.string({ maxLength: 30 }),
