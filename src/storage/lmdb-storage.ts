@@ -817,4 +817,3 @@ function encodeEntry(e: Entry): Buffer {
   out.set(e.data, 9);
   return out;
 }
-
