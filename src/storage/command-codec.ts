@@ -48,18 +48,22 @@ export function decodeStamped(data: Uint8Array): StampedCommand {
 
 type Extras = Pick<PublishItem, 'attributes' | 'tags' | 'routingKey' | 'orderingKey' | 'dedupId' | 'delaySeconds'>;
 
+/** Copies the optional fields that `from` has onto `to`; how many it copied. */
+function copyExtras(from: Extras, to: Extras): number {
+  let n = 0;
+  if (from.attributes !== undefined) (to.attributes = from.attributes), n++;
+  if (from.tags !== undefined) (to.tags = from.tags), n++;
+  if (from.routingKey !== undefined) (to.routingKey = from.routingKey), n++;
+  if (from.orderingKey !== undefined) (to.orderingKey = from.orderingKey), n++;
+  if (from.dedupId !== undefined) (to.dedupId = from.dedupId), n++;
+  if (from.delaySeconds !== undefined) (to.delaySeconds = from.delaySeconds), n++;
+  return n;
+}
+
+/** A message's optional fields as msgpack, or undefined when it has none (most messages). */
 function extrasOf(m: PublishItem): Buffer | undefined {
-  if (m.attributes === undefined && m.tags === undefined && m.routingKey === undefined && m.orderingKey === undefined && m.dedupId === undefined && m.delaySeconds === undefined) {
-    return undefined;
-  }
   const extras: Extras = {};
-  if (m.attributes !== undefined) extras.attributes = m.attributes;
-  if (m.tags !== undefined) extras.tags = m.tags;
-  if (m.routingKey !== undefined) extras.routingKey = m.routingKey;
-  if (m.orderingKey !== undefined) extras.orderingKey = m.orderingKey;
-  if (m.dedupId !== undefined) extras.dedupId = m.dedupId;
-  if (m.delaySeconds !== undefined) extras.delaySeconds = m.delaySeconds;
-  return packr.pack(extras);
+  return copyExtras(m, extras) > 0 ? packr.pack(extras) : undefined;
 }
 
 function encodePublish(nowMs: number, topic: string, messages: PublishItem[]): Buffer {
@@ -112,13 +116,7 @@ function decodePublish(data: Uint8Array): StampedCommand {
     if (flags & flagJsonSafe) m.jsonSafe = true;
     if (flags & flagExtras) {
       const xLength = b.readUInt32BE(at);
-      const x = packr.unpack(b.subarray(at + 4, at + 4 + xLength)) as Extras;
-      if (x.attributes !== undefined) m.attributes = x.attributes;
-      if (x.tags !== undefined) m.tags = x.tags;
-      if (x.routingKey !== undefined) m.routingKey = x.routingKey;
-      if (x.orderingKey !== undefined) m.orderingKey = x.orderingKey;
-      if (x.dedupId !== undefined) m.dedupId = x.dedupId;
-      if (x.delaySeconds !== undefined) m.delaySeconds = x.delaySeconds;
+      copyExtras(packr.unpack(b.subarray(at + 4, at + 4 + xLength)) as Extras, m);
       at += 4 + xLength;
     }
     messages[i] = m;

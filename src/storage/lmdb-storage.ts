@@ -33,17 +33,15 @@
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
 import type { BrokerSnapshot } from '../core/broker/machine.js';
 import type { MessageStore, StoredMessage } from '../core/broker/types.js';
 import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
+import { decodeCommand, encodeCommand } from './command-codec.js';
 import { decodeRecord, decodeRecordParts, encodeRecord, encodeRecordHead, SegmentFiles, type Location } from './segments.js';
 import { filesystemSpace } from './usage.js';
 import { noteFsync } from '../metrics/registry.js';
-
-const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /**
  * Removed messages (retention, dropped topics) are cleared from the index a bounded number of keys per
@@ -367,7 +365,7 @@ export class LmdbStorage implements MessageStore, LogReader {
   /** The latest persisted broker snapshot with its metadata. */
   loadSnapshotState(): { meta: SnapshotMeta; state: BrokerSnapshot } | null {
     const snap = this.meta.get([this.group, 'snapshot']) as { meta: SnapshotMeta; state: Buffer } | undefined;
-    return snap ? { meta: snap.meta, state: packr.unpack(snap.state) as BrokerSnapshot } : null;
+    return snap ? { meta: snap.meta, state: decodeCommand<BrokerSnapshot>(snap.state) } : null;
   }
 
   // ---- LogReader (the Raft core's view of the persisted log) ----
@@ -547,7 +545,7 @@ export class LmdbStorage implements MessageStore, LogReader {
           this.index.clearSync();
           for (const id of this.liveCounts.keys()) setLive(id, 0);
           for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
-          this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: packr.pack(install.received.state) });
+          this.meta.putSync([this.group, 'snapshot'], { meta: install.meta, state: encodeCommand(install.received.state) });
           const r = install.received.records;
           for (let i = 0; i < r.size; i++) {
             const loc = { segment: r.segments[i]!, offset: r.offsets[i]!, length: r.lengths[i]! };
@@ -602,7 +600,7 @@ export class LmdbStorage implements MessageStore, LogReader {
         }
         if (write.snapshot) {
           const { meta, state, compactTo } = write.snapshot;
-          this.meta.putSync([this.group, 'snapshot'], { meta, state: packr.pack(state) });
+          this.meta.putSync([this.group, 'snapshot'], { meta, state: encodeCommand(state) });
           this.clearing.push(...deletes);
           for (const key of this.log.getKeys({ start: [this.group, 0], end: [this.group, compactTo + 1] })) {
             this.releaseEntry(key[1], addLive);

@@ -261,18 +261,17 @@ export function decodeMessage(body: Buffer): Message {
   const from = r.u32();
   const to = r.u32();
   const term = r.f64();
-  // The frequent kinds are built field by field; the rare ones spread this.
-  const env = { group, from, to, term };
+  // Every kind is built field by field: one object per message, none for a shared envelope.
   let m: Message;
   switch (kind) {
     case 'vote': {
       const flags = r.u8();
-      m = { ...env, type: 'vote', pre: (flags & 1) !== 0, transfer: (flags & 2) !== 0, lastIndex: r.f64(), lastTerm: r.f64() };
+      m = { group, from, to, term, type: 'vote', pre: (flags & 1) !== 0, transfer: (flags & 2) !== 0, lastIndex: r.f64(), lastTerm: r.f64() };
       break;
     }
     case 'vote-response': {
       const flags = r.u8();
-      m = { ...env, type: 'vote-response', pre: (flags & 1) !== 0, granted: (flags & 2) !== 0 };
+      m = { group, from, to, term, type: 'vote-response', pre: (flags & 1) !== 0, granted: (flags & 2) !== 0 };
       break;
     }
     case 'append': {
@@ -312,11 +311,11 @@ export function decodeMessage(body: Buffer): Message {
         throw new FrameError('malformed snapshot payload');
       }
       if (!payload || typeof payload.snapshot?.index !== 'number') throw new FrameError('malformed snapshot payload');
-      m = { ...env, type: 'snapshot', snapshot: payload.snapshot, data: payload.data };
+      m = { group, from, to, term, type: 'snapshot', snapshot: payload.snapshot, data: payload.data };
       break;
     }
     case 'timeout-now':
-      m = { ...env, type: 'timeout-now' };
+      m = { group, from, to, term, type: 'timeout-now' };
       break;
   }
   r.done();
