@@ -133,9 +133,9 @@ export function decodeRecordParts(seq: number, record: Buffer, data: Buffer): St
  * A sync of at most this many bytes written since the last one runs on the calling thread
  * (fdatasyncSync). Such a sync takes 0.15–0.3 ms here, less than the two thread hand-offs of an
  * asynchronous one (to libuv's pool and back), which wait for a CPU on a busy machine: at 1,000 msg/s
- * on 3 nodes, p50 was lower in 6 of 7 alternating sets (e.g. 2.25 → 1.82 ms). Larger syncs (a step
- * under load writes 300–500 KB) stay off the thread: inline they took one node's produce rate down
- * 6–9%.
+ * on 3 nodes, p50 was lower in 6 of 7 alternating sets (e.g. 3.13 → 2.06 ms; bench/RESULTS.md).
+ * Larger syncs (a step under load writes 300–500 KB) stay off the thread: inline they took one
+ * node's produce rate down 6–9%.
  */
 export const syncInlineBytesMax = 64 * 1024;
 
