@@ -9,6 +9,14 @@ export const wsLimits = {
   /** A client frame over this closes the socket with 1009 (ws's maxPayload). The largest valid frame,
    * an ack of 1000 ackIds of 256 characters, is about 260 KiB. */
   clientFrameBytesMax: 1024 * 1024,
+  /** A publish frame over this closes the socket with 1009: the HTTP body limit, and room for the
+   * frame's `type` and `id` around the same messages. */
+  publishFrameBytesMax: limits.requestBodyBytesMax + 1024,
+  /** Messages a publishing socket may have sent and not yet had answered; past it the node stops
+   * reading the socket until half are answered (TCP holds the client back meanwhile). */
+  publishMessagesUnconfirmedMax: 10_000,
+  /** A publish frame's `id` as a string: 1–128 characters, like a dedupId. */
+  publishIdLengthMax: 128,
   /** Credits a consumer may have granted and not yet used; a credit frame past it is refused. */
   creditsOutstandingMax: 10_000,
   /** Leases one consumer socket may hold unacked; past it nothing more is leased to it until it acks
@@ -35,6 +43,7 @@ export const wsLimits = {
   proxyRefusalBodyBytesMax: 64 * 1024,
 } as const;
 
+assert(wsLimits.publishMessagesUnconfirmedMax >= limits.publishBatchMessagesMax, 'a full batch fits what a publishing socket may have unanswered');
 assert(wsLimits.pullBatchMax <= limits.pullMessagesMax, 'a socket pull is a pull');
 assert(wsLimits.pullBatchMax <= wsLimits.creditsOutstandingMax, 'a batch fits the credits');
 assert(wsLimits.ackIdsPerFrameMax * (wsLimits.ackIdLengthMax + 3) + 100 < wsLimits.clientFrameBytesMax, 'a full ack frame fits a frame');

@@ -143,6 +143,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     pingIntervalMs: deps.wsPingIntervalMs,
     ...(deps.auth ? { auth: deps.auth } : {}),
     ...(deps.tls?.ca ? { tlsCa: deps.tls.ca } : {}),
+    ...(deps.disk ? { disk: deps.disk } : {}),
   });
   return app;
 }

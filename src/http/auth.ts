@@ -170,6 +170,6 @@ export function checkRequest(auth: Authenticator, request: FastifyRequest): void
  * The WebSocket side: what an upgrade needs (consume a subscription or queue, or tail a topic), and a
  * place under the token's socket cap; returns the function that frees the place.
  */
-export function checkUpgrade(auth: Authenticator, req: IncomingMessage, kind: 'consume' | 'tail', name: string): () => void {
+export function checkUpgrade(auth: Authenticator, req: IncomingMessage, kind: 'consume' | 'tail' | 'publish', name: string): () => void {
   return auth.admitSocket(auth.check(req.headers.authorization, { action: kind, name }));
 }

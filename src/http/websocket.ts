@@ -6,6 +6,8 @@
  *
  *   GET /v1/subscriptions/{sub}/ws, /v1/queues/{queue}/ws   consumer (ws-consumer.ts), on the leader
  *   GET /v1/topics/{topic}/ws?from=<seq | ISO time>          tail (topic-tail.ts), on any node
+ *   GET /v1/topics/{topic}/messages/ws, /v1/queues/{queue}/messages/ws
+ *                                                            publishing (ws-publish.ts), on the leader
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -24,6 +26,8 @@ import { Heartbeat } from './ws-heartbeat.js';
 import { forwardedHeader, proxyUpgrade } from './ws-proxy.js';
 import { noteWebSocket } from '../metrics/registry.js';
 import { checkUpgrade, type Authenticator } from './auth.js';
+import { PublishSession } from './ws-publish.js';
+import type { DiskGuard } from '../runtime/disk-guard.js';
 
 export interface WebSocketDeps {
   node: HeraldNode;
@@ -35,9 +39,12 @@ export interface WebSocketDeps {
   auth?: Authenticator;
   /** The CA for the leader's certificate when a follower proxies over wss:// (TLS). */
   tlsCa?: Buffer;
+  /** A full disk refuses publishes (as on HTTP). */
+  disk?: DiskGuard;
 }
 
 const wsRoute = /^\/v1\/(subscriptions|queues|topics)\/([^/?]+)\/ws$/;
+const publishRoute = /^\/v1\/(queues|topics)\/([^/?]+)\/messages\/ws$/;
 const nameRule = new RegExp(namePattern);
 /** The handshake as ws checks it; checked first so that a follower never opens a leader socket for a
  * client it would then refuse. */
@@ -48,8 +55,10 @@ const shutdownCloseMs = 1000;
 export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): void {
   const { node } = deps;
   const wss = new WebSocketServer({ noServer: true, maxPayload: wsLimits.clientFrameBytesMax, perMessageDeflate: false });
+  // Publishing sockets take frames as large as an HTTP publish body.
+  const publishWss = new WebSocketServer({ noServer: true, maxPayload: wsLimits.publishFrameBytesMax, perMessageDeflate: false });
   // A handshake ws itself refuses (e.g. a malformed Sec-WebSocket-Protocol) gets the contract's body too.
-  wss.on('wsClientError', (error, socket) => refuseUpgrade(socket, 'InvalidRequest', error.message));
+  for (const server of [wss, publishWss]) server.on('wsClientError', (error, socket) => refuseUpgrade(socket, 'InvalidRequest', error.message));
   const heartbeat = new Heartbeat(deps.pingIntervalMs ?? wsLimits.pingIntervalMsDefault);
   const consumers = new ConsumerSessions(node);
   const tails = new TopicTails(node);
@@ -69,6 +78,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
       upstream.once('close', () => proxying.delete(upstream));
     },
   };
+  const publishProxyContext = { ...proxyContext, wss: publishWss };
 
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
@@ -88,9 +98,12 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    const m = wsRoute.exec(path);
-    if (!m) throw new HeraldError('NotFound', `no WebSocket route ${path}`);
+    const p = publishRoute.exec(path);
+    const m = p ? null : wsRoute.exec(path);
+    if (!p && !m) throw new HeraldError('NotFound', `no WebSocket route ${path}`);
     checkHandshake(req);
+    if (p) return openPublisher(req, socket, head, decodeName(p[2]!));
+    if (!m) return;
     const name = decodeName(m[2]!);
     if (m[1] === 'topics') {
       // Tails are served here, whatever this node's role: checked here.
@@ -122,6 +135,28 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     });
   }
 
+  /** A publishing socket: proxied to the leader from a follower, served on the leader (ws-publish.ts). */
+  function openPublisher(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string): void {
+    if (!node.isLeader) {
+      const leader = node.leaderId;
+      const target = leader && req.headers[forwardedHeader] === undefined ? deps.leaderUrl?.(leader) : undefined;
+      if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
+      return proxyUpgrade(publishProxyContext, req, socket, head, target);
+    }
+    const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'publish', topic) : undefined;
+    if (!node.machine.topicConfig(topic)) {
+      release?.();
+      throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
+    }
+    socket.once('close', () => release?.());
+    const authorization = req.headers.authorization;
+    publishWss.handleUpgrade(req, socket, head, (ws) => {
+      heartbeat.watch(ws);
+      noteWebSocket('publisher', ws);
+      new PublishSession(ws, topic, authorization, { node, ...(deps.disk ? { disk: deps.disk } : {}), ...(deps.auth?.enabled ? { auth: deps.auth } : {}) });
+    });
+  }
+
   function openTail(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string, query: URLSearchParams, release?: () => void): void {
     const start = tailStart(node, topic, query.get('from'));
     socket.once('close', () => release?.());
@@ -145,11 +180,11 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     tails.shutdown();
     for (const u of proxying) u.close(closeCodes.goingAway);
     await consumers.shutdown();
-    const open = [...wss.clients];
+    const open = [...wss.clients, ...publishWss.clients];
     for (const ws of open) ws.close(closeCodes.goingAway);
     const allClosed = Promise.all(open.map((ws) => (ws.readyState === ws.CLOSED ? undefined : new Promise((r) => ws.once('close', r)))));
     await Promise.race([allClosed, new Promise((r) => setTimeout(r, shutdownCloseMs).unref())]);
-    for (const ws of wss.clients) ws.terminate();
+    for (const ws of [...wss.clients, ...publishWss.clients]) ws.terminate();
     for (const u of proxying) u.terminate();
   });
 }

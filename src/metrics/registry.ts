@@ -40,7 +40,7 @@ const endToEndBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 export type DeliveryMode = 'pull' | 'push' | 'websocket';
 /** `sent`: handed to a consumer (in a pull answer, a socket frame, a webhook request); then how it ended. */
 export type DeliveryOutcome = 'sent' | 'acked' | 'nacked' | 'failed';
-export type WebSocketKind = 'consumer' | 'tail' | 'proxy';
+export type WebSocketKind = 'consumer' | 'tail' | 'publisher' | 'proxy';
 
 const topics = new LabelCap();
 const subscriptions = new LabelCap();
@@ -68,7 +68,7 @@ const webhookRequests = new Counter(
   ['subscription', 'endpoint', 'result'],
 );
 const webhookDuration = new Histogram('herald_webhook_request_duration_seconds', 'Webhook attempts, from the request to its answer or error.', [], requestBuckets);
-const websocketConnections = new UpDownGauge('herald_websocket_connections', 'Open WebSocket connections: consumer (a subscription), tail (a topic), proxy (a consumer passed on to the leader).', ['kind']);
+const websocketConnections = new UpDownGauge('herald_websocket_connections', 'Open WebSocket connections: consumer (a subscription), tail (a topic), publisher (a publish stream), proxy (a consumer or publisher passed on to the leader).', ['kind']);
 const pullsWaiting = new UpDownGauge('herald_pull_waiting_requests', 'Long polls waiting for messages here (on the leader: a follower passes its long polls on).', []);
 const websocketOpened = new Counter('herald_websocket_connections_opened_total', 'WebSocket connections accepted.', ['kind']);
 const httpDuration = new Histogram(
@@ -94,7 +94,7 @@ const storageWriteFailures = new Counter(
   ['reason'],
 );
 
-for (const kind of ['consumer', 'tail', 'proxy'] as const) {
+for (const kind of ['consumer', 'tail', 'publisher', 'proxy'] as const) {
   websocketConnections.add(0, kind);
   websocketOpened.child(kind);
 }

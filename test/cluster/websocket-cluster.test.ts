@@ -105,6 +105,25 @@ test('a slow reader behind a follower holds back the leader too (the proxy passe
   await eventually(async () => (await stats('bulky')).backlog === 0, 20_000);
 }, 120_000);
 
+test('a publishing socket on a follower is proxied to the leader, large frames included', async () => {
+  const f1 = followers[0]!;
+  await apiOk(c.url(leader), 'PUT', '/v1/topics/ingest', { maxMessageBytes: 4 * 1024 * 1024 });
+  await eventually(async () => (await call(c.url(f1), 'GET', '/v1/topics/ingest')).status === 200);
+  const x = await open(f1, '/v1/topics/ingest/messages/ws');
+  x.send({ type: 'publish', id: 'small', messages: [{ data: 'a' }, { data: 'b' }] });
+  // Over the 1 MiB a consumer socket's frames may have: the proxy takes what the leader takes.
+  x.send({ type: 'publish', id: 'large', messages: [{ data: 'z'.repeat(3 * 1024 * 1024) }] });
+  x.send({ type: 'publish', id: 'bad', messages: [] });
+  const answers = await x.take(3, 20_000);
+  expect(answers.find((f) => f.id === 'small')).toMatchObject({ type: 'published', results: [{ seq: 1 }, { seq: 2 }] });
+  expect(answers.find((f) => f.id === 'large')).toMatchObject({ type: 'published', results: [{ seq: 3 }] });
+  expect(answers.find((f) => f.id === 'bad')).toMatchObject({ type: 'error', code: 'InvalidRequest' });
+  expect((await apiOk(c.url(leader), 'GET', '/v1/topics/ingest')).body.messages).toBe(3);
+  const missing = await WsClient.refusal(c.url(f1), '/v1/topics/no-such-topic/messages/ws');
+  expect(missing.status).toBe(404);
+  expect(missing.body.error.code).toBe('TopicNotFound');
+});
+
 test('refusals come back from the leader as it gave them', async () => {
   for (const id of followers) {
     const r = await WsClient.refusal(c.url(id), '/v1/subscriptions/no-such-sub/ws');
@@ -130,11 +149,17 @@ test('when leadership moves, sockets end with 1012 and reconnecting works', asyn
   await apiOk(c.url(leader), 'PUT', '/v1/queues/moving', {});
   const direct = await open(leader, '/v1/queues/moving/ws');
   const proxied = await open(f1, '/v1/queues/moving/ws');
+  const publisher = await open(leader, '/v1/queues/moving/messages/ws');
   const r = await call(c.url(leader), 'POST', '/v1/cluster/transfer-leadership', { to: f2 }, 15_000);
   expect(r.status, JSON.stringify(r.body)).toBe(200);
   expect((await direct.closed).code).toBe(1012);
   expect(direct.all.find((f) => f.type === 'error')).toMatchObject({ code: 'Unavailable' });
   expect((await proxied.closed).code).toBe(1012);
+  // A publishing socket learns it at its next frame: NoLeader for that frame (nothing of it was
+  // committed here), then 1012.
+  publisher.send({ type: 'publish', id: 'late', messages: [{ data: 'late' }] });
+  expect(await publisher.next('error')).toMatchObject({ id: 'late', code: 'NoLeader' });
+  expect((await publisher.closed).code).toBe(1012);
   const old = leader;
   leader = await c.leader();
   expect(leader).toBe(f2);

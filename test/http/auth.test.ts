@@ -139,6 +139,29 @@ describe('authentication on', () => {
     tail.ws.close();
   });
 
+  test('a publishing socket needs publish on its topic, and every frame is checked as a request is', async () => {
+    const headers = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
+    let refusal = await WsClient.refusal(h.url, '/v1/topics/audit/messages/ws');
+    expect(refusal.status).toBe(401);
+    refusal = await WsClient.open(h.url, '/v1/topics/audit/messages/ws', headers(await token(['consume:*', 'tail:*']))).then(
+      (c) => (c.ws.terminate(), undefined as unknown as Refusal),
+      (e) => (e as { refusal: Refusal }).refusal,
+    );
+    expect(refusal.status).toBe(403);
+    const created = await admin('POST', '/v1/tokens', { name: 'ws-publisher', scopes: ['publish:audit'], rateLimitPerSecond: 3 });
+    const c = await WsClient.open(h.url, '/v1/topics/audit/messages/ws', headers(created.body.token));
+    // The upgrade spent one request of 3 a second: a burst of frames runs into the limit.
+    for (let i = 0; i < 6; i++) c.send({ type: 'publish', id: i, messages: [{ data: `w${i}` }] });
+    const answers = await c.take(6);
+    expect(answers.filter((f) => f.type === 'published').length).toBeGreaterThanOrEqual(1);
+    expect(answers.find((f) => f.type === 'error')).toMatchObject({ code: 'RateLimited' });
+    // Revoked: the next frame is refused, on the socket that is still open.
+    expect((await admin('DELETE', `/v1/tokens/${created.body.id}`)).status).toBe(200);
+    c.send({ type: 'publish', id: 'after-revoke', messages: [{ data: 'no' }] });
+    expect(await c.next('error')).toMatchObject({ id: 'after-revoke', code: 'Unauthenticated' });
+    c.ws.close();
+  });
+
   test('tokens survive a restart (they are in the replicated state, hashed)', async () => {
     const secret = await token(['publish:audit'], 'durable');
     await h.stop();
