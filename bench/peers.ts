@@ -24,6 +24,8 @@
  *   --size N           message bytes (default 1024)
  *   --settle-seconds N after a fresh queue or stream (the previous one deleted), wait N s (default 3)
  *   --herald-consumer K  pull (HTTP pull + ack, default) or ws (WebSocket with credits = --inflight)
+ *   --herald-publisher K http (POST batches, default) or ws (the publishing WebSocket: one socket,
+ *                      a frame per batch, the same 1,000 messages unconfirmed)
  */
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -49,6 +51,7 @@ const { values: flags } = parseArgs({
     rate: { type: 'string' },
     size: { type: 'string' },
     'herald-consumer': { type: 'string' },
+    'herald-publisher': { type: 'string' },
     'settle-seconds': { type: 'string' },
   },
   allowPositionals: false,
@@ -82,12 +85,14 @@ const cfg: ScenarioConfig = {
 
 const heraldConsumer = (flags['herald-consumer'] as string | undefined) ?? process.env.BENCH_HERALD_CONSUMER ?? 'pull';
 if (heraldConsumer !== 'pull' && heraldConsumer !== 'ws') throw new Error(`--herald-consumer is pull or ws, not ${heraldConsumer}`);
+const heraldPublisher = (flags['herald-publisher'] as string | undefined) ?? process.env.BENCH_HERALD_PUBLISHER ?? 'http';
+if (heraldPublisher !== 'http' && heraldPublisher !== 'ws') throw new Error(`--herald-publisher is http or ws, not ${heraldPublisher}`);
 // The bundle is built once, before the first Herald variant starts.
 let built = false;
 const herald = (durability: 'sync' | 'relaxed', consumer: 'pull' | 'ws') => {
   const build = !built;
   built = true;
-  return HeraldPeer.start(size, durability, consumer, build);
+  return HeraldPeer.start(size, durability, consumer, build, heraldPublisher);
 };
 const starters: Record<PeerKey, () => Promise<Peer>> = {
   herald: () => herald('sync', heraldConsumer),

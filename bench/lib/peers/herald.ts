@@ -7,7 +7,9 @@
  * consumer runs inflight/500 pullers, each pulling up to 500 (long poll 1 s) and acking them with its
  * next pull (the pull's `ackIds`, applied before it leases), so at most `inflight` messages are out
  * unacked, as with a prefetch.
- * With --herald-consumer ws, a WebSocket consumer with `inflight` credits instead (wsConsumer).
+ * With --herald-consumer ws, a WebSocket consumer with `inflight` credits instead (wsConsumer); with
+ * --herald-publisher ws, the publisher sends its batches as frames on one publishing WebSocket
+ * (wsPublisher), each confirmed by its answer.
  */
 import WebSocket from 'ws';
 import { BenchCluster, buildBundle } from '../cluster.js';
@@ -32,19 +34,20 @@ export class HeraldPeer implements Peer {
     private readonly durability: 'sync' | 'relaxed',
     private readonly size: number,
     private readonly consumerKind: 'pull' | 'ws',
+    private readonly publisherKind: 'http' | 'ws',
   ) {
     this.name = `Herald${durability === 'sync' ? '' : ' relaxed'}${consumerKind === 'ws' ? ' (WebSocket consumer)' : ''}`;
   }
 
-  static async start(size: number, durability: 'sync' | 'relaxed', consumerKind: 'pull' | 'ws', build: boolean): Promise<HeraldPeer> {
+  static async start(size: number, durability: 'sync' | 'relaxed', consumerKind: 'pull' | 'ws', build: boolean, publisherKind: 'http' | 'ws' = 'http'): Promise<HeraldPeer> {
     if (build) buildBundle();
     const { cluster, leader } = await BenchCluster.startLed(3, durability === 'relaxed' ? ['--durability', 'relaxed'] : []);
     const url = cluster.member(leader).url;
-    return new HeraldPeer(cluster, url, new Client(url, 2), durability, size, consumerKind);
+    return new HeraldPeer(cluster, url, new Client(url, 2), durability, size, consumerKind, publisherKind);
   }
 
   describe(): string {
-    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, HTTP to the leader, publish batches ≤ 16, ${this.consumerKind === 'ws' ? 'WebSocket consumer (credits, acks per I/O turn)' : `pull ≤ ${PULL_MAX}, acked with the next pull`}`;
+    return `${this.name}: ${serverVersion()}, 3 nodes, durability ${this.durability}, ${this.publisherKind === 'ws' ? 'publishing WebSocket' : 'HTTP'} to the leader, publish batches ≤ 16, ${this.consumerKind === 'ws' ? 'WebSocket consumer (credits, acks per I/O turn)' : `pull ≤ ${PULL_MAX}, acked with the next pull`}`;
   }
 
   async reset(): Promise<void> {
@@ -54,6 +57,7 @@ export class HeraldPeer implements Peer {
   }
 
   async publisher(): Promise<Publisher> {
+    if (this.publisherKind === 'ws') return this.wsPublisher();
     // One connection per request we may have in flight (1,000 / 16 → 63), as bench/cluster.ts does.
     const client = new Client(this.leaderUrl, 64);
     this.clients.push(client);
@@ -117,6 +121,54 @@ export class HeraldPeer implements Peer {
       async close() {
         flush();
         const closed = new Promise<void>((r) => ws.once('close', () => r()));
+        ws.close(1000);
+        await Promise.race([closed, sleep(5000)]);
+      },
+    };
+  }
+
+  /**
+   * The publishing WebSocket (`/v1/queues/{q}/messages/ws`): every `send` is one frame, confirmed by
+   * the `published` answer with its id; the scenario's own cap keeps 1,000 messages unconfirmed.
+   */
+  private async wsPublisher(): Promise<Publisher> {
+    const ws = new WebSocket(`${this.leaderUrl.replace(/^http/, 'ws')}/v1/queues/${this.queue}/messages/ws`, { handshakeTimeout: 10_000 });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void; count: number }>();
+    const failAll = (why: string) => {
+      for (const w of waiting.values()) w.reject(new Error(why));
+      waiting.clear();
+    };
+    ws.on('close', (code) => failAll(`publishing socket closed (${code})`));
+    ws.on('message', (raw) => {
+      const f = JSON.parse(raw.toString()) as { type: string; id?: number; results?: unknown[]; code?: string; message?: string };
+      const w = f.id === undefined ? undefined : waiting.get(f.id);
+      if (!w) return;
+      waiting.delete(f.id!);
+      if (f.type === 'published' && f.results?.length === w.count) w.resolve();
+      else w.reject(new Error(`publish: ${f.type} ${f.code ?? ''} ${f.message ?? ''}`));
+    });
+    const maxBatch = 16;
+    const size = this.size;
+    // The frame is the HTTP body with the frame's type and id in front: `{"messages":[...]}` minus its `{`.
+    const fixed = publishBody(maxBatch, size, false).slice(1);
+    let next = 0;
+    return {
+      maxBatch,
+      send(count, stamp) {
+        if (ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('publishing socket closed'));
+        const id = next++;
+        const rest = count === maxBatch && !stamp ? fixed : publishBody(count, size, stamp).slice(1);
+        return new Promise<void>((resolve, reject) => {
+          waiting.set(id, { resolve, reject, count });
+          ws.send(`{"type":"publish","id":${id},${rest}`);
+        });
+      },
+      async close() {
+        const closed = new Promise((r) => ws.once('close', r));
         ws.close(1000);
         await Promise.race([closed, sleep(5000)]);
       },
