@@ -23,7 +23,7 @@ import { parseTime } from './normalize.js';
 import { namePattern } from './schemas.js';
 import { refuseUpgrade } from './upgrade-response.js';
 import { Heartbeat } from './ws-heartbeat.js';
-import { forwardedHeader, proxyUpgrade } from './ws-proxy.js';
+import { forwardedHeader, proxyUpgrade, type ProxyContext } from './ws-proxy.js';
 import { noteWebSocket } from '../metrics/registry.js';
 import { checkUpgrade, type Authenticator } from './auth.js';
 import { PublishSession } from './ws-publish.js';
@@ -98,13 +98,12 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    const p = publishRoute.exec(path);
-    const m = p ? null : wsRoute.exec(path);
-    if (!p && !m) throw new HeraldError('NotFound', `no WebSocket route ${path}`);
+    const publishing = publishRoute.exec(path);
+    const m = publishing ?? wsRoute.exec(path);
+    if (!m) throw new HeraldError('NotFound', `no WebSocket route ${path}`);
     checkHandshake(req);
-    if (p) return openPublisher(req, socket, head, decodeName(p[2]!));
-    if (!m) return;
     const name = decodeName(m[2]!);
+    if (publishing) return openPublisher(req, socket, head, name);
     if (m[1] === 'topics') {
       // Tails are served here, whatever this node's role: checked here.
       const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'tail', name) : undefined;
@@ -115,12 +114,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
         throw error;
       }
     }
-    if (!node.isLeader) {
-      const leader = node.leaderId;
-      const target = leader && req.headers[forwardedHeader] === undefined ? deps.leaderUrl?.(leader) : undefined;
-      if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
-      return proxyUpgrade(proxyContext, req, socket, head, target);
-    }
+    if (!node.isLeader) return toLeader(proxyContext, req, socket, head);
     // The leader checks consumer sockets (a follower passes the Authorization header on).
     const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'consume', name) : undefined;
     if (!node.machine.subscriptionConfig(name)) {
@@ -135,14 +129,18 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     });
   }
 
+  /** On a follower: the socket goes to the leader (ws-proxy.ts); 503 NoLeader while none is known. */
+  function toLeader(ctx: ProxyContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const leader = node.leaderId;
+    const target = leader && req.headers[forwardedHeader] === undefined ? deps.leaderUrl?.(leader) : undefined;
+    if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
+    proxyUpgrade(ctx, req, socket, head, target);
+  }
+
   /** A publishing socket: proxied to the leader from a follower, served on the leader (ws-publish.ts). */
   function openPublisher(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string): void {
-    if (!node.isLeader) {
-      const leader = node.leaderId;
-      const target = leader && req.headers[forwardedHeader] === undefined ? deps.leaderUrl?.(leader) : undefined;
-      if (!target) throw new HeraldError('NoLeader', 'no leader is known yet; retry', 1);
-      return proxyUpgrade(publishProxyContext, req, socket, head, target);
-    }
+    if (!node.isLeader) return toLeader(publishProxyContext, req, socket, head);
+    // The leader checks publishing sockets, and then every frame (a follower passes the header on).
     const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'publish', topic) : undefined;
     if (!node.machine.topicConfig(topic)) {
       release?.();
