@@ -15,8 +15,9 @@
  * A frame that fails gets an error frame and the socket stays open: nothing of it was published. A
  * frame over the body limit closes the socket with 1009, and 100 bad frames in a row with 1008.
  *
- * Backpressure: while a socket has publishMessagesUnconfirmedMax messages not yet answered, the node
- * stops reading it (TCP then holds the client back) rather than queueing without bound. A token is
+ * Backpressure: while a socket has publishMessagesUnconfirmedMax messages not yet answered, or more
+ * than sendBufferBytesMax of answers queued for a client that does not read them, the node stops
+ * reading it (TCP then holds the client back) rather than queueing without bound. A token is
  * checked on every frame, as on every HTTP request: a revoked token's next frame is refused, and
  * each frame spends one request of its rate limit.
  */
@@ -26,7 +27,7 @@ import { parse as secureParse, scan } from 'secure-json-parse';
 import type { RawData, WebSocket } from 'ws';
 import type { DiskGuard } from '../runtime/disk-guard.js';
 import { NodeUnavailableError, NotLeaderError, type HeraldNode } from '../runtime/herald-node.js';
-import { closeCodes } from '../delivery/ws-socket.js';
+import { closeCodes, isBackedUp, whenDrained } from '../delivery/ws-socket.js';
 import { wsLimits } from '../delivery/ws-limits.js';
 import { HeraldError, type ErrorCode } from './errors.js';
 import { PublishBody } from './schemas.js';
@@ -79,6 +80,7 @@ export class PublishSession {
   private paused = false;
   private badInARow = 0;
   private closed = false;
+  private waitingForDrain = false;
 
   constructor(
     private readonly ws: WebSocket,
@@ -121,10 +123,7 @@ export class PublishSession {
     }
     this.badInARow = 0;
     this.unconfirmed += messages.length;
-    if (!this.paused && this.unconfirmed >= wsLimits.publishMessagesUnconfirmedMax) {
-      this.paused = true;
-      this.ws.pause();
-    }
+    this.holdBackIfNeeded();
     // A topic gone or a full disk rejects like a failed commit: the frame's answer says which.
     publish(this.deps.node, this.topic, { messages }, parsed.withoutEscapes, this.deps.disk).then(
       ({ results }) => this.answered(messages.length, { type: 'published', id, results }),
@@ -140,10 +139,36 @@ export class PublishSession {
   private answered(messages: number, frame: Record<string, unknown>): void {
     this.unconfirmed -= messages;
     this.send(frame);
-    if (this.paused && this.unconfirmed < wsLimits.publishMessagesUnconfirmedMax / 2) {
-      this.paused = false;
-      this.ws.resume();
+    if (this.paused) this.resumeIfRoom();
+    else this.holdBackIfNeeded();
+  }
+
+  /**
+   * Stops reading the socket while it has too many messages unanswered, or while the answers queued
+   * for it pass the send buffer's bound (a client that publishes and never reads its answers).
+   */
+  private holdBackIfNeeded(): void {
+    if (this.paused || this.closed) return;
+    if (this.unconfirmed < wsLimits.publishMessagesUnconfirmedMax && !isBackedUp(this.ws)) return;
+    this.paused = true;
+    this.ws.pause();
+    this.resumeIfRoom();
+  }
+
+  /** Reads again once half the unanswered messages are answered and the answers have drained. */
+  private resumeIfRoom(): void {
+    if (this.closed || this.waitingForDrain) return;
+    if (isBackedUp(this.ws)) {
+      this.waitingForDrain = true;
+      whenDrained(this.ws, () => {
+        this.waitingForDrain = false;
+        this.resumeIfRoom();
+      });
+      return;
     }
+    if (this.unconfirmed >= wsLimits.publishMessagesUnconfirmedMax / 2) return; // an answer calls again
+    this.paused = false;
+    this.ws.resume();
   }
 
   private send(frame: Record<string, unknown>): void {

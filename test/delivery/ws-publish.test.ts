@@ -166,6 +166,9 @@ class StandInSocket extends EventEmitter {
   readonly sent: any[] = [];
   paused = false;
   pauses = 0;
+  /** What ws would have queued for the client; `_socket` says when it drained. */
+  bufferedAmount = 0;
+  readonly _socket = Object.assign(new EventEmitter(), { destroyed: false });
   send(text: string): void {
     this.sent.push(JSON.parse(text));
   }
@@ -181,21 +184,29 @@ class StandInSocket extends EventEmitter {
   }
 }
 
+/** A node whose commits the test releases: every proposal waits in `pending`. */
+function standInNode(): { node: HeraldNode; pending: (() => void)[] } {
+  const pending: (() => void)[] = [];
+  let seq = 0;
+  const node = {
+    machine: { topicConfig: () => ({ maxMessageBytes: 1024 }) },
+    propose: (command: { messages: unknown[] }) =>
+      new Promise((resolve) => pending.push(() => resolve({ ok: true, results: command.messages.map(() => ({ id: `m${++seq}`, seq, duplicate: false })) }))),
+  } as unknown as HeraldNode;
+  return { node, pending };
+}
+
+const publishFrame = (id: number, count: number) =>
+  Buffer.from(JSON.stringify({ type: 'publish', id, messages: Array.from({ length: count }, () => ({ data: 'x' })) }));
+
 describe('flow control', () => {
   test('with publishMessagesUnconfirmedMax messages unanswered the socket is paused, and resumed once half are answered', async () => {
-    // A node whose commits the test releases: every proposal waits in `pending`.
-    const pending: ((reply: unknown) => void)[] = [];
-    let seq = 0;
-    const node = {
-      machine: { topicConfig: () => ({ maxMessageBytes: 1024 }) },
-      propose: (command: { messages: unknown[] }) =>
-        new Promise((resolve) => pending.push(() => resolve({ ok: true, results: command.messages.map(() => ({ id: `m${++seq}`, seq, duplicate: false })) }))),
-    } as unknown as HeraldNode;
+    const { node, pending } = standInNode();
     const ws = new StandInSocket();
     new PublishSession(ws as never, 't', undefined, { node });
     const batch = 1000;
     const frames = wsLimits.publishMessagesUnconfirmedMax / batch;
-    const frame = (id: number) => Buffer.from(JSON.stringify({ type: 'publish', id, messages: Array.from({ length: batch }, () => ({ data: 'x' })) }));
+    const frame = (id: number) => publishFrame(id, batch);
     for (let i = 0; i < frames - 1; i++) ws.emit('message', frame(i), false);
     await eventually(() => pending.length === frames - 1);
     expect(ws.paused).toBe(false);
@@ -203,16 +214,38 @@ describe('flow control', () => {
     await eventually(() => pending.length === frames);
     expect(ws.paused).toBe(true);
     // Answering fewer than half keeps it paused; past half, it reads again.
-    for (let i = 0; i < frames / 2; i++) pending.shift()!(undefined);
+    for (let i = 0; i < frames / 2; i++) pending.shift()!();
     await eventually(() => ws.sent.length === frames / 2);
     expect(ws.paused).toBe(true);
-    pending.shift()!(undefined);
+    pending.shift()!();
     await eventually(() => ws.sent.length === frames / 2 + 1);
     expect(ws.paused).toBe(false);
     expect(ws.pauses).toBe(1);
-    for (const release of pending.splice(0)) release(undefined);
+    for (const release of pending.splice(0)) release();
     await eventually(() => ws.sent.length === frames);
     expect(ws.sent.every((f) => f.type === 'published' && f.results.length === batch)).toBe(true);
     expect(ws.sent.map((f) => f.id)).toEqual(Array.from({ length: frames }, (_, i) => i));
+  });
+
+  test('a client that does not read its answers is not read either, until they drain', async () => {
+    const { node, pending } = standInNode();
+    const ws = new StandInSocket();
+    new PublishSession(ws as never, 't', undefined, { node });
+    ws.emit('message', publishFrame(1, 1), false);
+    ws.emit('message', publishFrame(2, 1), false);
+    await eventually(() => pending.length === 2);
+    // The answers queued for the client pass the send buffer's bound.
+    ws.bufferedAmount = wsLimits.sendBufferBytesMax + 1;
+    pending.shift()!();
+    await eventually(() => ws.sent.length === 1);
+    expect(ws.paused).toBe(true);
+    // Another answer while it is still backed up: still held back.
+    pending.shift()!();
+    await eventually(() => ws.sent.length === 2);
+    expect(ws.paused).toBe(true);
+    ws.bufferedAmount = 0;
+    ws._socket.emit('drain');
+    await eventually(() => !ws.paused);
+    expect(ws.pauses).toBe(1);
   });
 });
