@@ -101,7 +101,7 @@ for (const firstStarted of ['A', 'B'] as const) {
     second = await startWith(envs[1]!, false);
     const a = firstStarted === 'A' ? first : second;
     const b = firstStarted === 'A' ? second : first;
-    // A window each that is not counted: the first after a start is slow (p99 13–18 ms, then 4–10).
+    // A window each that is not counted: the first after a start is slow (p99 13–24 ms, then 4–10).
     for (const peer of [first, second]) await latencyAtRate(peer, config);
     for (let i = 0; i < pairs; i++) {
       pair++;
