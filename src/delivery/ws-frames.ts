@@ -16,11 +16,17 @@ export type ParsedFrame = { ok: true; frame: ClientFrame } | { ok: false; messag
 
 const bad = (message: string): ParsedFrame => ({ ok: false, message });
 
+/** A text frame's content. ws hands a frame over as one Buffer, or as its fragments: read in place, not copied. */
+export function frameText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return (Buffer.isBuffer(data) ? data : Buffer.from(data)).toString('utf8');
+}
+
 export function parseClientFrame(data: RawData, isBinary: boolean): ParsedFrame {
   if (isBinary) return bad('frames are JSON text, not binary');
   let value: unknown;
   try {
-    value = JSON.parse(Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8'));
+    value = JSON.parse(frameText(data));
   } catch {
     return bad('a frame must be JSON');
   }

@@ -7,11 +7,26 @@
  * body is parsed with JSON.parse, its parsed objects are checked for those keys by secure-json-parse's
  * `scan` (a walk over a publish's few dozen objects, where two substring searches through 16 KiB of
  * text took 5% of a node's CPU under publish load), and it is marked (`request.jsonWithoutEscapes`).
- * Any other body, and one that `scan` refuses, goes to fastify's parser, which refuses prototype
- * poisoning with its usual 400.
+ * Any other body is parsed by secure-json-parse with the same rules fastify's parser uses. The same
+ * reading serves publishing WebSocket frames (parseCheckedJson); on HTTP, a body it refuses goes to
+ * fastify's parser for fastify's usual 400.
  */
 import type { FastifyInstance } from 'fastify';
-import { scan } from 'secure-json-parse';
+import { parse as secureParse, scan } from 'secure-json-parse';
+
+/** Prototype poisoning is refused, not stripped (fastify's default parser is set up the same way). */
+const poisonRules = { protoAction: 'error', constructorAction: 'error' } as const;
+
+/**
+ * JSON as Herald reads every body and frame (see the top of the file). `withoutEscapes`: the text has
+ * no backslash. Throws on malformed JSON and on a `__proto__` or `constructor` key.
+ */
+export function parseCheckedJson(text: string): { value: unknown; withoutEscapes: boolean } {
+  if (text.includes('\\')) return { value: secureParse(text, undefined, poisonRules), withoutEscapes: false };
+  const value: unknown = JSON.parse(text);
+  if (typeof value === 'object' && value !== null) scan(value, poisonRules);
+  return { value, withoutEscapes: true };
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -26,17 +41,14 @@ export function installJsonBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body as string;
-    if (text.length > 0 && !text.includes('\\')) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-        if (typeof parsed === 'object' && parsed !== null) scan(parsed, { protoAction: 'error', constructorAction: 'error' });
-      } catch {
-        return strict(request, text, done); // the same 400 as any malformed or poisoned body
-      }
-      request.jsonWithoutEscapes = true;
-      return done(null, parsed);
+    if (text.length === 0) return strict(request, text, done);
+    let parsed: ReturnType<typeof parseCheckedJson>;
+    try {
+      parsed = parseCheckedJson(text);
+    } catch {
+      return strict(request, text, done); // the same 400 as any malformed or poisoned body
     }
-    return strict(request, text, done);
+    request.jsonWithoutEscapes = parsed.withoutEscapes;
+    return done(null, parsed.value);
   });
 }

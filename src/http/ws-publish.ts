@@ -23,14 +23,15 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
-import { parse as secureParse, scan } from 'secure-json-parse';
 import type { RawData, WebSocket } from 'ws';
 import type { DiskGuard } from '../runtime/disk-guard.js';
 import { NodeUnavailableError, NotLeaderError, type HeraldNode } from '../runtime/herald-node.js';
 import { closeCodes, isBackedUp, whenDrained } from '../delivery/ws-socket.js';
+import { frameText } from '../delivery/ws-frames.js';
 import { wsLimits } from '../delivery/ws-limits.js';
 import { HeraldError, type ErrorCode } from './errors.js';
 import { PublishBody } from './schemas.js';
+import { parseCheckedJson } from './json-body.js';
 import { publish } from './routes/topics.js';
 import type { Authenticator } from './auth.js';
 
@@ -43,20 +44,6 @@ const PublishFrame = Type.Object(
 const checkFrame = TypeCompiler.Compile(PublishFrame);
 
 type FrameIdValue = string | number;
-
-/** A frame's JSON, as json-body.ts reads an HTTP body: null when it is not JSON or is poisoned. */
-function parseFrameText(text: string): { value: unknown; withoutEscapes: boolean } | null {
-  try {
-    if (!text.includes('\\')) {
-      const value: unknown = JSON.parse(text);
-      if (typeof value === 'object' && value !== null) scan(value, { protoAction: 'error', constructorAction: 'error' });
-      return { value, withoutEscapes: true };
-    }
-    return { value: secureParse(text, undefined, { protoAction: 'error', constructorAction: 'error' }), withoutEscapes: false };
-  } catch {
-    return null;
-  }
-}
 
 const checkId = TypeCompiler.Compile(FrameId);
 
@@ -99,9 +86,12 @@ export class PublishSession {
   private onFrame(data: RawData, isBinary: boolean): void {
     if (this.closed) return;
     if (isBinary) return this.refuse(undefined, 'InvalidRequest', 'frames are JSON text, not binary');
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
-    const parsed = parseFrameText(text);
-    if (!parsed) return this.refuse(undefined, 'InvalidRequest', 'a frame must be JSON (and holds no "__proto__" or "constructor" key)');
+    let parsed: ReturnType<typeof parseCheckedJson>;
+    try {
+      parsed = parseCheckedJson(frameText(data));
+    } catch {
+      return this.refuse(undefined, 'InvalidRequest', 'a frame must be JSON (and holds no "__proto__" or "constructor" key)');
+    }
     const frame = parsed.value;
     const type = typeof frame === 'object' && frame !== null ? (frame as { type?: unknown }).type : undefined;
     if (type !== 'publish') {
