@@ -116,17 +116,25 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
     }
     if (!node.isLeader) return toLeader(proxyContext, req, socket, head);
     // The leader checks consumer sockets (a follower passes the Authorization header on).
-    const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'consume', name) : undefined;
-    if (!node.machine.subscriptionConfig(name)) {
-      release?.();
-      throw new HeraldError('SubscriptionNotFound', `subscription ${name} not found`);
-    }
-    socket.once('close', () => release?.());
+    admitOnLeader(req, socket, 'consume', name, node.machine.subscriptionConfig(name) !== undefined, () => new HeraldError('SubscriptionNotFound', `subscription ${name} not found`));
     wss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);
       noteWebSocket('consumer', ws);
       consumers.open(ws, name).pump();
     });
+  }
+
+  /**
+   * On the leader: the token's check and a place under its socket cap (held until the socket closes),
+   * then `notFound` unless what the socket is for exists.
+   */
+  function admitOnLeader(req: IncomingMessage, socket: Duplex, action: 'consume' | 'publish', name: string, exists: boolean, notFound: () => HeraldError): void {
+    const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, action, name) : undefined;
+    if (!exists) {
+      release?.();
+      throw notFound();
+    }
+    socket.once('close', () => release?.());
   }
 
   /** On a follower: the socket goes to the leader (ws-proxy.ts); 503 NoLeader while none is known. */
@@ -141,12 +149,7 @@ export function attachWebSockets(app: FastifyInstance, deps: WebSocketDeps): voi
   function openPublisher(req: IncomingMessage, socket: Duplex, head: Buffer, topic: string): void {
     if (!node.isLeader) return toLeader(publishProxyContext, req, socket, head);
     // The leader checks publishing sockets, and then every frame (a follower passes the header on).
-    const release = deps.auth?.enabled ? checkUpgrade(deps.auth, req, 'publish', topic) : undefined;
-    if (!node.machine.topicConfig(topic)) {
-      release?.();
-      throw new HeraldError('TopicNotFound', `topic ${topic} not found`);
-    }
-    socket.once('close', () => release?.());
+    admitOnLeader(req, socket, 'publish', topic, node.machine.topicConfig(topic) !== undefined, () => new HeraldError('TopicNotFound', `topic ${topic} not found`));
     const authorization = req.headers.authorization;
     publishWss.handleUpgrade(req, socket, head, (ws) => {
       heartbeat.watch(ws);
