@@ -11,7 +11,8 @@
  * A frame is one publish, checked as the HTTP body is (the same TypeBox schema, here compiled by
  * TypeBox rather than fastify's Ajv; the same limits, JSON rules and prototype-poisoning check) and
  * committed before it is answered; `id` is the client's, echoed back
- * (answers to good frames come in the order they were sent, but a refused frame is answered at once).
+ * (answers to frames that reach the log come in the order they were sent; one refused before that is
+ * answered at once).
  * A frame that fails gets an error frame and the socket stays open: nothing of it was published. A
  * frame over the body limit closes the socket with 1009, and 100 bad frames in a row with 1008.
  *
