@@ -4,7 +4,7 @@
  * Everything talks to 127.0.0.1 only.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { api, type TestCluster } from '../helpers/herald-process.js';
+import { api, freePorts, type TestCluster } from '../helpers/herald-process.js';
 
 export interface CallResult {
   /** 0 when the request failed (connection refused or reset, or timed out). */
@@ -119,11 +119,13 @@ export class TcpProxy {
 
   static async start(targetPort: number): Promise<TcpProxy> {
     const p = new TcpProxy(targetPort);
+    const [port] = (await freePorts(1)) as [number];
     await new Promise<void>((resolve, reject) => {
       p.server.once('error', reject);
-      p.server.listen(0, '127.0.0.1', () => resolve());
+      // A port of freePorts', not 0: one the cluster's nodes were given could come back from the kernel.
+      p.server.listen(port, '127.0.0.1', () => resolve());
     });
-    p.port = (p.server.address() as import('node:net').AddressInfo).port;
+    p.port = port;
     return p;
   }
 

@@ -129,17 +129,33 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_
   }
 }
 
-/** Free loopback ports, found by binding port 0. */
+/** Ports this process has handed out: a port is given once, so two of our own listeners never meet. */
+const portsHandedOut = new Set<number>();
+
+/**
+ * Free loopback ports, found by binding port 0, never one handed out before in this process. The
+ * ports are released before the caller binds them, and the kernel may offer a released port to the
+ * next bind of port 0: a test's own helper servers (proxies) must take theirs here too, not bind 0
+ * (a TCP proxy once took a node's Raft port that way, and the node failed to start).
+ */
 export async function freePorts(n: number): Promise<number[]> {
   const { createServer } = await import('node:net');
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<import('node:net').Server>((res) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  const ports: number[] = [];
+  const servers: import('node:net').Server[] = [];
+  // Bounded: a port already handed out is skipped (its probe stays bound meanwhile, so it is not offered again).
+  for (let tries = 0; ports.length < n && tries < n + 1000; tries++) {
+    const s = await new Promise<import('node:net').Server>((res) => {
+      const server = createServer();
+      server.listen(0, '127.0.0.1', () => res(server));
+    });
+    servers.push(s);
+    const port = (s.address() as import('node:net').AddressInfo).port;
+    if (portsHandedOut.has(port)) continue;
+    portsHandedOut.add(port);
+    ports.push(port);
+  }
   await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
+  if (ports.length < n) throw new Error(`found ${ports.length} of ${n} free ports`);
   return ports;
 }
 
