@@ -174,6 +174,8 @@ export class TestCluster {
   extraArgs: string[] = [];
   /** Environment every node gets. */
   env: Record<string, string> = {};
+  /** Nodes being started (see stopAll). */
+  private readonly starting = new Set<Promise<HeraldProcess>>();
   /** A bearer token for the cluster's own checks (leader()), when the nodes run with --auth on. */
   authToken: string | undefined;
   /** 'https' when the nodes run with TLS; `dispatcher` then trusts their CA. */
@@ -203,13 +205,20 @@ export class TestCluster {
 
   async start(id: number, peers = this.peersArg(), extraArgs: string[] = this.extraArgs): Promise<HeraldProcess> {
     const s = this.specs.find((x) => x.id === id)!;
-    const p = await startHerald({
+    const started = startHerald({
       dataDir: s.dataDir,
       env: { HERALD_CLUSTER_SECRET: this.secret, ...this.env },
       args: ['--node-id', String(id), '--raft-port', String(s.raftPort), '--peers', peers, '--port', String(s.httpPort), ...extraArgs],
+    }).then((p) => {
+      this.nodes.set(id, p);
+      return p;
     });
-    this.nodes.set(id, p);
-    return p;
+    this.starting.add(started);
+    try {
+      return await started;
+    } finally {
+      this.starting.delete(started);
+    }
   }
 
   async startAll(ids = this.specs.map((s) => s.id)): Promise<void> {
@@ -247,6 +256,9 @@ export class TestCluster {
   }
 
   async stopAll(): Promise<void> {
+    // A start still in flight (its siblings' failure ended the test first) is waited for, then stopped
+    // with the rest: otherwise the process outlives the test run.
+    await Promise.allSettled([...this.starting]);
     await Promise.all([...this.nodes.values()].map((n) => n.kill()));
     this.nodes.clear();
     for (const s of this.specs) removeDataDir(s.dataDir);
