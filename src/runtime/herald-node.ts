@@ -449,6 +449,8 @@ export class HeraldNode {
   private async persist(write: StepWrite): Promise<boolean> {
     for (;;) {
       try {
+        // A follower's appends go past the page cache, and it reads message data only on demand.
+        this.storage.followerMode = this.raft.role !== 'leader';
         await this.storage.step(write);
       } catch (error) {
         if (!(error instanceof StorageFullError)) {

@@ -64,6 +64,9 @@ export const entryInSegmentBytesMin = Number(process.env.HERALD_ENTRY_IN_SEGMENT
 /** The type byte of a log entry whose data is in a segment file (its value then holds where). */
 const entryInSegmentFlag = 0x80;
 
+/** The placeholder `data` of a message read without it (see followerMode). */
+const noData = Buffer.alloc(0);
+
 /** Where a message's data sits in the log entry that published it. */
 interface EntrySource {
   entryIndex: number;
@@ -177,6 +180,8 @@ export class LmdbStorage implements MessageStore, LogReader {
   /** segment id → index entries pointing into it. */
   private readonly segmentLive: Database<number, number>;
   private readonly segments: SegmentFiles;
+  /** See followerMode. */
+  private dataOnDemand = false;
   private readonly liveCounts = new Map<number, number>();
   /** The greatest index key written: a larger key goes in with MDB_APPEND, which fills pages instead
    * of splitting them in half (and cannot replace an entry, so needs no check for one). */
@@ -280,7 +285,16 @@ export class LmdbStorage implements MessageStore, LogReader {
     // The head is a view valid until the next LMDB call: it is decoded here and not kept (a segment
     // read makes no LMDB call).
     const head = indexValue.subarray(locationBytes);
-    return decodeRecordParts(seq, head, this.segments.read(loc));
+    if (!this.dataOnDemand) return decodeRecordParts(seq, head, this.segments.read(loc));
+    const m = decodeRecordParts(seq, head, noData);
+    const segments = this.segments;
+    let data: Uint8Array | undefined;
+    Object.defineProperty(m, 'data', {
+      enumerable: true,
+      get: () => (data ??= segments.read(loc)),
+      set: (v: Uint8Array) => void (data = v),
+    });
+    return m;
   }
 
   deleteRange(topicId: number, fromSeq: number, toSeqExclusive: number): void {
@@ -424,6 +438,18 @@ export class LmdbStorage implements MessageStore, LogReader {
         else yield [t.id, seq, Buffer.concat([value.subarray(locationBytes), this.segments.read(loc)])];
       }
     }
+  }
+
+  /**
+   * A follower's storage: segment appends bypass the page cache (SegmentFiles.directWrites), and the
+   * messages `get` returns read their data from the segment files only if it is asked for. A
+   * follower's state machine reads messages to apply pulls (filters, ordering keys, delays: all in
+   * the index), but their data goes only into replies, which no client waits for on a follower; it
+   * would be read back from the disk, the page cache not holding what was written past it.
+   */
+  set followerMode(on: boolean) {
+    this.segments.directWrites = on;
+    this.dataOnDemand = on;
   }
 
   /** Appends records of a snapshot stream to the segment files (indexed only when it is installed). */

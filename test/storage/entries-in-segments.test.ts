@@ -165,3 +165,36 @@ test('in sync mode the entries are synced before the commit that says where they
     expect({ durability, events }).toEqual({ durability, events: durability === 'sync' ? ['sync', 'synced', 'commit', 'commit'] : ['commit', 'commit'] });
   }
 });
+
+test("a follower's store reads a message's data from its segment only when the data is asked for", async () => {
+  class CountingSegments extends SegmentFiles {
+    reads = 0;
+    override read(loc: Parameters<InstanceType<typeof SegmentFiles>['read']>[0]): Buffer {
+      this.reads++;
+      return super.read(loc);
+    }
+  }
+  let segments: CountingSegments | undefined;
+  const s = open(tempDir(), { segmentFiles: (d) => (segments = new CountingSegments(d)) });
+  const entry = publishEntry(1, 1, 3, 4000);
+  const published = apply(s, entry, 1, 1);
+  await s.step({ entries: [entry], hardState: { term: 1, vote: 1, commit: 1 } });
+  await s.step({ entries: [], hardState: null }); // the puts reach the index
+
+  s.followerMode = true;
+  const before = segments!.reads;
+  const read = [1, 2, 3].map((seq) => s.get(1, seq)!);
+  expect(segments!.reads).toBe(before);
+  // Everything but the data is there without a read: filters, delays and ordering need only that.
+  expect(read.map((m) => [m.seq, m.publishTimeMs, m.attributes])).toEqual(published.map((m) => [m.seq, m.publishTimeMs, m.attributes]));
+  // The data when asked for (a dead-letter copy): read once, the same bytes.
+  expect(Buffer.from(read[1]!.data).equals(Buffer.from(published[1]!.data))).toBe(true);
+  expect(Buffer.from(read[1]!.data).equals(Buffer.from(published[1]!.data))).toBe(true);
+  expect(segments!.reads).toBe(before + 1);
+  expect({ ...read[2]! }.data).toBeDefined(); // a spread copy carries it too
+
+  s.followerMode = false;
+  const leaderRead = s.get(1, 3)!;
+  expect(segments!.reads).toBeGreaterThan(before + 1);
+  expect(Buffer.from(leaderRead.data).equals(Buffer.from(published[2]!.data))).toBe(true);
+});
