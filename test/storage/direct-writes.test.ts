@@ -1,6 +1,7 @@
-// Goal: a follower's segment appends go past the page cache (O_DIRECT) and lose nothing: every record
-// reads back where `append` said it is, across the staging buffer's size, segment rotations, appends
-// switching between direct and buffered, a reopen, and a write that runs out of room (undone, and the
+// Goal: a follower's segment appends (the large ones) go past the page cache (O_DIRECT) and lose
+// nothing: every record reads back where `append` said it is, across the staging buffer's size,
+// segment rotations, appends switching between direct and buffered (small ones, or the mode off), a
+// reopen, and a write that runs out of room (undone, and the
 // same append again lands where it would have). A filesystem that refuses O_DIRECT gets buffered
 // appends.
 // Method: real files on the disk the repository is on (the OS's temp directory may be a tmpfs, which
@@ -11,7 +12,7 @@ import { afterEach, expect, test } from 'vitest';
 
 // Read when segments.ts is first imported, hence the dynamic imports below.
 process.env.HERALD_SEGMENT_BYTES = String(256 * 1024);
-const { SegmentFiles, directBlockBytes } = await import('../../src/storage/segments.js');
+const { SegmentFiles, directAppendBytesMin, directBlockBytes } = await import('../../src/storage/segments.js');
 type Location = ReturnType<InstanceType<typeof SegmentFiles>['append']>[number];
 
 const cleanups: (() => void)[] = [];
@@ -61,17 +62,22 @@ test('direct appends read back across the staging buffer, rotations, buffered ap
   // buffer and the segment size, then buffered appends, then direct again.
   const first = append(Array.from({ length: 40 }, (_, i) => record(i, i % 2 ? 16 * 1024 + 37 : 1000 + i)));
   expect(first[0]!.offset % directBlockBytes).toBe(0);
+  // An append under directAppendBytesMin goes through the page cache, where the last one ended.
+  const end = first.at(-1)!.offset + first.at(-1)!.length;
+  const [small] = append([record(50, 3000)]);
+  expect(small!.offset).toBe(Math.ceil(end / directBlockBytes) * directBlockBytes);
+  expect(append([record(51, 3000)])[0]!.offset).toBe(small!.offset + 3000);
   append([record(100, 2.5 * 1024 * 1024 + 3)]);
   s.directWrites = false;
   const buffered = append([record(200, 777), record(201, 5000)]);
   s.directWrites = true;
-  const again = append([record(300, 3000)]);
+  const again = append([record(300, 3000), record(301, directAppendBytesMin)]);
   // A direct append starts on a block boundary, past the buffered bytes before it.
   expect(again[0]!.offset % directBlockBytes).toBe(0);
   expect(again[0]!.segment === buffered[1]!.segment ? again[0]!.offset >= buffered[1]!.offset + 5000 : true).toBe(true);
   await s.sync();
 
-  expect(written.length).toBe(44);
+  expect(written.length).toBe(47);
   expect(new Set(written.map(([l]) => l.segment)).size).toBeGreaterThan(2); // it rotated
   for (const [loc, bytes] of written) expect(s.read(loc).equals(bytes)).toBe(true);
   // Every file a direct append ended is padded to a whole block.
@@ -82,10 +88,11 @@ test('direct appends read back across the staging buffer, rotations, buffered ap
   const reopened = open(dir);
   for (const [loc, bytes] of written) expect(reopened.read(loc).equals(bytes)).toBe(true);
   reopened.directWrites = true;
-  const [next] = reopened.append([record(400, 9000)]);
+  const [next] = reopened.append([record(400, directAppendBytesMin)]);
   const last = written.at(-1)![0];
   expect(next!.segment > last.segment || next!.offset >= last.offset + last.length).toBe(true);
-  expect(reopened.read(next!).equals(Buffer.concat(record(400, 9000)))).toBe(true);
+  expect(next!.offset % directBlockBytes).toBe(0);
+  expect(reopened.read(next!).equals(Buffer.concat(record(400, directAppendBytesMin)))).toBe(true);
 });
 
 /** Segment files whose direct writes run out of room once, after `okWrites` more writes work. */
