@@ -557,7 +557,7 @@ export class LmdbStorage implements MessageStore, LogReader {
         return entryOf.get(src.entryIndex) !== undefined;
       });
       for (let i = 0; i < puts.length; i++) if (!inEntry[i]) records.push(encodeRecord(puts[i]![1]));
-      const locations = this.segments.append(records);
+      const locations = await this.segments.appendAsync(records);
       appended = true;
       for (let i = 0; i < segmentedEntries.length; i++) stepEntryLocations.set(segmentedEntries[i]!.index, locations[i]!);
       // Log entries in segment files are synced before the log says where they are (sync mode), so an

@@ -8,7 +8,7 @@
 // takes O_DIRECT only since Linux 6.6), segments of 256 KiB so that appends rotate.
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, expect, test } from 'vitest';
+import { afterEach, expect, test, vi } from 'vitest';
 
 // Read when segments.ts is first imported, hence the dynamic imports below.
 process.env.HERALD_SEGMENT_BYTES = String(256 * 1024);
@@ -150,4 +150,60 @@ test('a filesystem that refuses O_DIRECT gets buffered appends', () => {
   ]);
   expect(s.read(b!).equals(Buffer.concat(record(2, 3000)))).toBe(true);
   expect(readdirSync(join(dir, 'segments'))).toEqual(['0000000001.seg']); // the probe is gone
+});
+
+test("a step's direct append is written on the thread pool; an append meanwhile lands after it, and both read back", async () => {
+  const dir = diskDir();
+  let release: (() => void) | undefined;
+  class HeldSegments extends SegmentFiles {
+    held = true;
+    protected override async writeAtAsync(fd: number, buffer: Buffer, position: number): Promise<number> {
+      if (this.held) {
+        this.held = false;
+        await new Promise<void>((resolve) => (release = resolve)); // held until the test lets it go
+      }
+      return super.writeAtAsync(fd, buffer, position);
+    }
+  }
+  const s = open(dir, (d) => new HeldSegments(d));
+  s.directWrites = true;
+  const stepRecords = Array.from({ length: 8 }, (_, i) => record(i, 16 * 1024 + 11));
+  const pending = s.appendAsync(stepRecords);
+  await vi.waitFor(() => expect(release).toBeDefined());
+  // A snapshot stream's records arrive while the step's write is in flight (small: buffered).
+  const during = s.append([record(100, 2000), record(101, 3000)]);
+  release!();
+  const stepLocations = await pending;
+  expect(stepLocations[0]!.offset).toBe(0);
+  expect(during[0]!.offset).toBeGreaterThanOrEqual(stepLocations.at(-1)!.offset + stepLocations.at(-1)!.length);
+  await s.sync();
+  stepLocations.forEach((loc, i) => expect(s.read(loc).equals(Buffer.concat(stepRecords[i]!))).toBe(true));
+  expect(s.read(during[1]!).equals(Buffer.concat(record(101, 3000)))).toBe(true);
+  // Appends go on after both.
+  const [after] = await s.appendAsync([record(200, directAppendBytesMin)]);
+  expect(after!.offset).toBeGreaterThanOrEqual(during[1]!.offset + 3000);
+  expect(s.read(after!).equals(Buffer.concat(record(200, directAppendBytesMin)))).toBe(true);
+});
+
+test("a step's direct append that fails on the thread pool is taken back", async () => {
+  class FailingSegments extends SegmentFiles {
+    fail = false;
+    protected override async writeAtAsync(fd: number, buffer: Buffer, position: number): Promise<number> {
+      if (!this.fail) return super.writeAtAsync(fd, buffer, position);
+      this.fail = false;
+      await super.writeAtAsync(fd, buffer.subarray(0, directBlockBytes), position);
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    }
+  }
+  const dir = diskDir();
+  const s = open(dir, (d) => new FailingSegments(d));
+  s.directWrites = true;
+  const first = await s.appendAsync([record(1, 100_000)]);
+  const sizeBefore = sizes(dir);
+  s.fail = true;
+  await expect(s.appendAsync([record(2, 100_000)])).rejects.toThrow(/ENOSPC/);
+  expect(sizes(dir)).toEqual(sizeBefore);
+  const [again] = await s.appendAsync([record(2, 100_000)]);
+  expect(again!.offset).toBe(Math.ceil((first[0]!.offset + 100_000) / directBlockBytes) * directBlockBytes);
+  expect(s.read(again!).equals(Buffer.concat(record(2, 100_000)))).toBe(true);
 });
