@@ -183,7 +183,8 @@ export class SegmentFiles {
   private block: { segment: number; offset: number; bytes: Buffer } | null = null;
   /** Appends made so far (those that succeeded). */
   private appends = 0;
-  /** Appends go past the page cache (see `writeDirect`); null until first asked for, false if refused. */
+  /** The aligned buffer direct writes go through (see `directWrites`): null until first asked for,
+   * false if the filesystem refused. */
   private staging: Buffer | null | false = null;
   private wantDirect = false;
   /** The active segment opened for direct writes (no O_APPEND: they are positioned), when open. */
