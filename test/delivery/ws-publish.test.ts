@@ -8,43 +8,29 @@
 // the flow control, which needs commits held back at will, against PublishSession with a stand-in
 // node whose proposals the test answers itself.
 import { EventEmitter } from 'node:events';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { apiOk, eventually, removeDataDir, startHerald, type HeraldProcess } from '../helpers/herald-process.js';
-import { WsClient } from '../helpers/ws-client.js';
+import { describe, expect, test } from 'vitest';
+import { apiOk, eventually } from '../helpers/herald-process.js';
+import { heraldWithSockets, WsClient } from '../helpers/ws-client.js';
 import { PublishSession } from '../../src/http/ws-publish.js';
 import { wsLimits } from '../../src/delivery/ws-limits.js';
 import type { HeraldNode } from '../../src/runtime/herald-node.js';
 
-let h: HeraldProcess;
-const clients: WsClient[] = [];
-
-beforeAll(async () => {
-  h = await startHerald();
-});
-afterAll(async () => {
-  for (const c of clients) c.ws.terminate();
-  await h.stop();
-  removeDataDir(h.dataDir);
-});
+const node = heraldWithSockets();
 
 let n = 0;
 async function topic(config: Record<string, unknown> = {}): Promise<string> {
   const t = `wp-topic-${++n}`;
-  await apiOk(h.url, 'PUT', `/v1/topics/${t}`, config);
+  await apiOk(node.url, 'PUT', `/v1/topics/${t}`, config);
   return t;
 }
 
-async function open(path: string): Promise<WsClient> {
-  const c = await WsClient.open(h.url, path);
-  clients.push(c);
-  return c;
-}
+const open = (path: string) => node.open(path);
 
 /** Everything in a topic, through a subscription from the start. */
 async function contents(t: string): Promise<any[]> {
   const s = `${t}-reader`;
-  await apiOk(h.url, 'PUT', `/v1/subscriptions/${s}`, { topic: t, startAt: 'earliest' });
-  const r = await apiOk(h.url, 'POST', `/v1/subscriptions/${s}/pull`, { max: 1000, waitSeconds: 0 });
+  await apiOk(node.url, 'PUT', `/v1/subscriptions/${s}`, { topic: t, startAt: 'earliest' });
+  const r = await apiOk(node.url, 'POST', `/v1/subscriptions/${s}/pull`, { max: 1000, waitSeconds: 0 });
   return r.body.messages;
 }
 
@@ -72,17 +58,17 @@ describe('publishing sockets', () => {
     // Strings that JSON escapes come back as they went in.
     c.send({ type: 'publish', id: 4, messages: [{ data: 'line\n"quoted" \\ ☃' }] });
     expect(await c.next('published')).toMatchObject({ id: 4, results: [{ seq: 4 }] });
-    const next = await apiOk(h.url, 'POST', `/v1/subscriptions/${t}-reader/pull`, { max: 10, waitSeconds: 0 });
+    const next = await apiOk(node.url, 'POST', `/v1/subscriptions/${t}-reader/pull`, { max: 10, waitSeconds: 0 });
     expect(next.body.messages.map((m: any) => m.data)).toEqual(['line\n"quoted" \\ ☃']);
-    expect((await apiOk(h.url, 'GET', `/v1/topics/${t}`)).body.messages).toBe(4);
+    expect((await apiOk(node.url, 'GET', `/v1/topics/${t}`)).body.messages).toBe(4);
   });
 
   test('a queue takes publishing sockets under /v1/queues too', async () => {
-    await apiOk(h.url, 'PUT', '/v1/queues/wp-queue', {});
+    await apiOk(node.url, 'PUT', '/v1/queues/wp-queue', {});
     const c = await open('/v1/queues/wp-queue/messages/ws');
     c.send({ type: 'publish', id: 7, messages: [{ data: 'job' }] });
     expect(await c.next('published')).toMatchObject({ id: 7, results: [{ seq: 1 }] });
-    const pulled = await apiOk(h.url, 'POST', '/v1/queues/wp-queue/pull', { max: 10, waitSeconds: 0 });
+    const pulled = await apiOk(node.url, 'POST', '/v1/queues/wp-queue/pull', { max: 10, waitSeconds: 0 });
     expect(pulled.body.messages.map((m: any) => m.data)).toEqual(['job']);
   });
 
@@ -116,7 +102,7 @@ describe('publishing sockets', () => {
     // Nothing of them was published, and the socket still works.
     c.send({ type: 'publish', id: 'ok', messages: [{ data: 'fine' }] });
     expect(await c.next('published')).toMatchObject({ id: 'ok', results: [{ seq: 1 }] });
-    expect((await apiOk(h.url, 'GET', `/v1/topics/${t}`)).body.messages).toBe(1);
+    expect((await apiOk(node.url, 'GET', `/v1/topics/${t}`)).body.messages).toBe(1);
   });
 
   test('a frame over the body limit closes the socket with 1009; one just under it is published', async () => {
@@ -128,28 +114,28 @@ describe('publishing sockets', () => {
     expect(await c.next('published', 30_000)).toMatchObject({ id: 'big', results: [{ seq: 1 }] });
     c.send('x'.repeat(wsLimits.publishFrameBytesMax + 1));
     expect((await c.closed).code).toBe(1009);
-    expect((await apiOk(h.url, 'GET', `/v1/topics/${t}`)).body.messages).toBe(1);
+    expect((await apiOk(node.url, 'GET', `/v1/topics/${t}`)).body.messages).toBe(1);
   });
 
   test('a topic deleted under a socket: its frames get TopicNotFound, and it comes back once the topic does', async () => {
     const t = await topic();
     const c = await open(`/v1/topics/${t}/messages/ws`);
-    await apiOk(h.url, 'DELETE', `/v1/topics/${t}`);
+    await apiOk(node.url, 'DELETE', `/v1/topics/${t}`);
     c.send({ type: 'publish', id: 1, messages: [{ data: 'lost?' }] });
     expect(await c.next('error')).toMatchObject({ id: 1, code: 'TopicNotFound' });
-    await apiOk(h.url, 'PUT', `/v1/topics/${t}`, {});
+    await apiOk(node.url, 'PUT', `/v1/topics/${t}`, {});
     c.send({ type: 'publish', id: 2, messages: [{ data: 'back' }] });
     expect(await c.next('published')).toMatchObject({ id: 2, results: [{ seq: 1 }] });
   });
 
   test('refused upgrades answer with the contract\'s JSON error', async () => {
-    const missing = await WsClient.refusal(h.url, '/v1/topics/no-such-topic/messages/ws');
+    const missing = await WsClient.refusal(node.url, '/v1/topics/no-such-topic/messages/ws');
     expect(missing.status).toBe(404);
     expect(missing.body.error.code).toBe('TopicNotFound');
-    const badName = await WsClient.refusal(h.url, '/v1/topics/%20bad/messages/ws');
+    const badName = await WsClient.refusal(node.url, '/v1/topics/%20bad/messages/ws');
     expect(badName.status).toBe(400);
     expect(badName.body.error.code).toBe('InvalidRequest');
-    const subs = await WsClient.refusal(h.url, '/v1/subscriptions/x/messages/ws');
+    const subs = await WsClient.refusal(node.url, '/v1/subscriptions/x/messages/ws');
     expect(subs.status).toBe(404);
   });
 

@@ -2,8 +2,9 @@
  * A WebSocket test client on top of `ws`: collects every JSON frame it receives, waits for frames with
  * a deadline (never a fixed sleep), and reports refused upgrades as HTTP status and JSON body.
  */
+import { afterAll, beforeAll } from 'vitest';
 import WebSocket, { type ClientOptions } from 'ws';
-import { eventually } from './herald-process.js';
+import { eventually, removeDataDir, startHerald, type HeraldProcess } from './herald-process.js';
 
 export interface Refusal {
   status: number;
@@ -116,4 +117,39 @@ export class WsClient {
     this.ws.close();
     return this.closed;
   }
+}
+
+/**
+ * One node for a test file, and the sockets its tests open: the node starts before the file's tests;
+ * after them every socket is cut, the node stopped and its data removed.
+ */
+export function heraldWithSockets(): { readonly h: HeraldProcess; readonly url: string; open(path: string, options?: ClientOptions): Promise<WsClient> } {
+  let h: HeraldProcess | undefined;
+  const clients: WsClient[] = [];
+  beforeAll(async () => {
+    h = await startHerald();
+  });
+  afterAll(async () => {
+    for (const c of clients) c.ws.terminate();
+    if (!h) return;
+    await h.stop();
+    removeDataDir(h.dataDir);
+  });
+  const node = () => {
+    if (!h) throw new Error('the node is not up: use it inside a test');
+    return h;
+  };
+  return {
+    get h() {
+      return node();
+    },
+    get url() {
+      return node().url;
+    },
+    async open(path, options) {
+      const c = await WsClient.open(node().url, path, options);
+      clients.push(c);
+      return c;
+    },
+  };
 }
