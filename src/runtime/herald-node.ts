@@ -433,8 +433,9 @@ export class HeraldNode {
       this.raft.advance(ready);
       if (ready.softState && ready.softState.role !== 'leader') this.failWaitersOnLostLeadership();
       if (ready.softState) noteLeader(ready.softState.leader);
-      // A step that committed on this thread awaited no I/O: let the event loop in before the next,
-      // so that what arrived meanwhile joins it and a run of idle steps does not hold the loop.
+      // A step that committed on this thread may have awaited no I/O (only a follower's large direct
+      // append goes to the thread pool): let the event loop in before the next, so that what arrived
+      // meanwhile joins it and a run of idle steps does not hold the loop.
       if (this.storage.commitsInline) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     this.stepping = false;

@@ -229,7 +229,7 @@ export class SegmentFiles {
   }
 
   get directWrites(): boolean {
-    return this.wantDirect && this.staging !== false && this.staging !== null;
+    return this.wantDirect && !!this.staging;
   }
 
   private path(id: number): string {
@@ -238,10 +238,10 @@ export class SegmentFiles {
 
   /** Appends records (each a list of buffers) in one write; returns where each landed. All or nothing:
    * if a write fails, what this call wrote is taken back before the error is thrown. */
-  append(records: Buffer[][]): Location[] {
+  append(records: Buffer[][], bytes = bytesOf(records)): Location[] {
     const mark = this.mark();
     try {
-      const out = this.appendAll(records);
+      const out = this.appendAll(records, bytes);
       this.appends++;
       return out;
     } catch (error) {
@@ -250,9 +250,9 @@ export class SegmentFiles {
     }
   }
 
-  private appendAll(records: Buffer[][]): Location[] {
+  private appendAll(records: Buffer[][], bytes: number): Location[] {
     // The staging buffer is taken while an asynchronous direct write is in flight.
-    if (this.directWrites && this.writing === 0 && bytesOf(records) >= directAppendBytesMin) return this.appendDirect(records);
+    if (this.directWrites && this.writing === 0 && bytes >= directAppendBytesMin) return this.appendDirect(records);
     const out: Location[] = [];
     let batch: Buffer[] = [];
     let batchBytes = 0;
@@ -306,19 +306,12 @@ export class SegmentFiles {
     let stagingAt = this.activeSize; // where the staging buffer's first byte goes
     let filled = 0;
     const flush = (final: boolean) => {
-      let length = filled;
-      if (final) {
-        length = alignUp(filled);
-        staging.fill(0, filled, length);
-      }
+      const length = final ? this.padStaging(filled) : filled;
       if (length === 0) return;
       if (this.directFd === undefined) this.directFd = this.openDirect(this.path(this.activeId), false);
       let written = 0;
       while (written < length) {
-        const n = this.writeAt(this.directFd, staging.subarray(written, length), stagingAt + written);
-        // A direct write stops short only on a block boundary; anything else cannot be continued.
-        assert(n > 0 && n % directBlockBytes === 0, `a direct write to segment ${this.activeId} wrote ${n} of ${length - written} bytes`);
-        written += n;
+        written += checkedDirectWrite(this.writeAt(this.directFd, staging.subarray(written, length), stagingAt + written), length - written, this.activeId);
       }
       this.unsynced.add(this.activeId);
       this.unsyncedBytes += length;
@@ -349,6 +342,13 @@ export class SegmentFiles {
     flush(true);
     this.activeSize = alignUp(this.activeSize);
     return out;
+  }
+
+  /** Zeros the staging buffer from `filled` to the next block boundary; the length to write. */
+  private padStaging(filled: number): number {
+    const length = alignUp(filled);
+    (this.staging as Buffer).fill(0, filled, length);
+    return length;
   }
 
   /** Whether this directory's filesystem takes direct writes from `staging`. */
@@ -399,7 +399,7 @@ export class SegmentFiles {
     const staging = this.staging;
     const start = alignUp(this.activeSize);
     if (!this.directWrites || this.writing > 0 || !staging || bytes < directAppendBytesMin || bytes > staging.length || (this.activeSize > 0 && start + bytes > segmentBytesMax)) {
-      return this.append(records);
+      return this.append(records, bytes);
     }
     const mark = this.mark();
     const segment = this.activeId;
@@ -409,8 +409,7 @@ export class SegmentFiles {
       out.push({ segment, offset: start + filled, length: parts.reduce((n, p) => n + p.length, 0) });
       for (const p of parts) filled += p.copy(staging, filled);
     }
-    const length = alignUp(filled);
-    staging.fill(0, filled, length);
+    const length = this.padStaging(filled);
     this.activeSize = start + length;
     this.writing++;
     let fd: number | undefined;
@@ -419,9 +418,7 @@ export class SegmentFiles {
       fd = this.openDirect(this.path(segment), false);
       let written = 0;
       while (written < length) {
-        const n = await this.writeAtAsync(fd, staging.subarray(written, length), start + written);
-        assert(n > 0 && n % directBlockBytes === 0, `a direct write to segment ${segment} wrote ${n} of ${length - written} bytes`);
-        written += n;
+        written += checkedDirectWrite(await this.writeAtAsync(fd, staging.subarray(written, length), start + written), length - written, segment);
       }
     } catch (error) {
       this.writing--;
@@ -605,6 +602,12 @@ export class SegmentFiles {
     for (const fd of this.readFds.values()) closeSync(fd);
     this.readFds.clear();
   }
+}
+
+/** What one direct write wrote, checked: it stops short only on a block boundary, or cannot go on. */
+function checkedDirectWrite(written: number, asked: number, segment: number): number {
+  assert(written > 0 && written % directBlockBytes === 0, `a direct write to segment ${segment} wrote ${written} of ${asked} bytes`);
+  return written;
 }
 
 function bytesOf(records: Buffer[][]): number {
