@@ -5,11 +5,10 @@
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { limits } from '../core/limits.js';
 import type { HeraldNode } from '../runtime/herald-node.js';
-import { MembershipError, NodeUnavailableError, NotLeaderError } from '../runtime/herald-node.js';
 import type { PullService } from '../delivery/pull-waiters.js';
 import type { PushDispatcher } from '../delivery/push-dispatcher.js';
 import type { DiskGuard } from '../runtime/disk-guard.js';
-import { HeraldError, type ErrorCode } from './errors.js';
+import { HeraldError, toContractError } from './errors.js';
 import { forwardToLeader } from './forward.js';
 import { topicRoutes } from './routes/topics.js';
 import { subscriptionRoutes } from './routes/subscriptions.js';
@@ -152,32 +151,3 @@ function isOwnClusterView(method: string, url: string): boolean {
   return method === 'GET' && (url === '/v1/cluster' || url.startsWith('/v1/cluster?'));
 }
 
-function toContractError(error: FastifyError | HeraldError | Error): {
-  status: number;
-  code: ErrorCode;
-  message: string;
-  retryAfterSeconds?: number;
-} {
-  if (error instanceof HeraldError) {
-    return { status: error.status, code: error.code, message: error.message, ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}) };
-  }
-  if (error instanceof MembershipError) {
-    return { status: 400, code: 'InvalidRequest', message: error.message };
-  }
-  if (error instanceof NotLeaderError) {
-    return { status: 503, code: 'NoLeader', message: error.message, retryAfterSeconds: 1 };
-  }
-  if (error instanceof NodeUnavailableError) {
-    return { status: 503, code: 'Unavailable', message: error.message, retryAfterSeconds: 1 };
-  }
-  const fe = error as FastifyError;
-  if (fe.validation) return { status: 400, code: 'InvalidRequest', message: fe.message };
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return { status: 413, code: 'PayloadTooLarge', message: `request body over ${limits.requestBodyBytesMax} bytes` };
-  }
-  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    if (fe.statusCode === 404) return { status: 404, code: 'NotFound', message: fe.message };
-    return { status: 400, code: 'InvalidRequest', message: fe.message };
-  }
-  return { status: 500, code: 'InternalError', message: 'internal error' };
-}

@@ -26,11 +26,11 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
 import type { RawData, WebSocket } from 'ws';
 import type { DiskGuard } from '../runtime/disk-guard.js';
-import { NodeUnavailableError, NotLeaderError, type HeraldNode } from '../runtime/herald-node.js';
+import { NotLeaderError, type HeraldNode } from '../runtime/herald-node.js';
 import { closeCodes, isBackedUp, whenDrained } from '../delivery/ws-socket.js';
 import { frameText } from '../delivery/ws-frames.js';
 import { wsLimits } from '../delivery/ws-limits.js';
-import { HeraldError, type ErrorCode } from './errors.js';
+import { toContractError, type ErrorCode } from './errors.js';
 import { PublishBody } from './schemas.js';
 import { parseCheckedJson } from './json-body.js';
 import { publish } from './routes/topics.js';
@@ -173,11 +173,9 @@ export class PublishSession {
   }
 }
 
-/** The contract's code and message for why a publish failed (app.ts answers HTTP the same way). */
+/** The contract's code and message for why a publish failed, as HTTP would answer it. */
 function contractError(error: unknown): { code: ErrorCode; message: string } {
-  if (error instanceof HeraldError) return { code: error.code, message: error.message };
-  if (error instanceof NotLeaderError) return { code: 'NoLeader', message: error.message };
-  if (error instanceof NodeUnavailableError) return { code: 'Unavailable', message: error.message };
-  console.error('herald: a WebSocket publish failed', error);
-  return { code: 'InternalError', message: 'internal error' };
+  const { code, message } = toContractError(error instanceof Error ? error : new Error(String(error)));
+  if (code === 'InternalError') console.error('herald: a WebSocket publish failed', error);
+  return { code, message };
 }
