@@ -27,9 +27,10 @@ export function storeHarness(Storage: typeof LmdbStorage, conf: ConfState, dirPr
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
       return dir;
     },
-    /** Opens and loads a store; it is closed after the test. */
+    /** Opens and loads a store; it is closed after the test. Reads go to storage (no in-memory
+     * recent messages) unless `options` say otherwise. */
     open(dir: string, options: LmdbStorageOptions = {}): LmdbStorage {
-      const s = new Storage(dir, 0, options);
+      const s = new Storage(dir, 0, { recentMessages: false, ...options });
       s.load(conf);
       opened.add(s);
       return s;
