@@ -33,7 +33,7 @@ export class TimedSeqHeap {
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (!less(items[i]!, items[parent]!)) break;
-      [items[i], items[parent]] = [items[parent]!, items[i]!];
+      swap(items, i, parent);
       i = parent;
     }
   }
@@ -59,7 +59,7 @@ export class TimedSeqHeap {
       if (l < items.length && less(items[l]!, items[m]!)) m = l;
       if (r < items.length && less(items[r]!, items[m]!)) m = r;
       if (m === i) break;
-      [items[i], items[m]] = [items[m]!, items[i]!];
+      swap(items, i, m);
       i = m;
     }
   }
@@ -67,4 +67,12 @@ export class TimedSeqHeap {
 
 function less(a: TimedSeq, b: TimedSeq): boolean {
   return a.timeMs < b.timeMs || (a.timeMs === b.timeMs && a.seq < b.seq);
+}
+
+/** Not a destructuring swap: that allocates an array per swap until V8 optimizes the function, and
+ * the heap of a busy subscription swaps a dozen times per lease (6% of a leader's allocated bytes). */
+function swap(items: TimedSeq[], i: number, j: number): void {
+  const t = items[i]!;
+  items[i] = items[j]!;
+  items[j] = t;
 }
