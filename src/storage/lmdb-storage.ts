@@ -17,8 +17,7 @@
  * the transaction commits on the calling thread (`commitsInline`).
  *
  * Message writes are applied to the in-memory state first and reach storage in the next step; until
- * then reads are served from `pendingPuts`, and after it the latest few thousand from `recent`
- * (recent-messages.ts). Deletes (retention, dropped topics) are held back until a
+ * then reads are served from `pendingPuts`. Deletes (retention, dropped topics) are held back until a
  * step that also writes a snapshot covering them: a restart replays the log from the snapshot over the
  * message store, and replaying must find every message the snapshot's state still refers to. Puts need
  * no such care: replaying a command writes the same message at the same seq again.
@@ -41,7 +40,6 @@ import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeCommand, encodeCommand } from './command-codec.js';
 import { decodeRecord, decodeRecordParts, encodeRecord, encodeRecordHead, SegmentFiles, type Location } from './segments.js';
-import { RecentMessages } from './recent-messages.js';
 import { filesystemSpace } from './usage.js';
 import { noteFsync } from '../metrics/registry.js';
 
@@ -147,9 +145,6 @@ export interface LmdbStorageOptions {
    * throw there fails the step as a failed commit would). */
   segmentFiles?: (dir: string) => SegmentFiles;
   inStepTransaction?: () => void;
-  /** Keep the messages indexed last in memory for reads (recent-messages.ts); on unless false. Tests
-   * of what storage itself reads back turn it off. */
-  recentMessages?: boolean;
 }
 
 const locationBytes = 12;
@@ -192,8 +187,6 @@ export class LmdbStorage implements MessageStore, LogReader {
    * of splitting them in half (and cannot replace an entry, so needs no check for one). */
   private indexLastKey: [number, number] = [0, 0];
   private pendingPuts = new Map<number, Map<number, StoredMessage>>();
-  /** Messages indexed by the last steps, still in memory: see recent-messages.ts. */
-  private readonly recent: RecentMessages | undefined;
   private putQueue: [number, StoredMessage, EntrySource | undefined][] = [];
   /** The log entry being applied (see `applying`): messages whose data lies in it are indexed there. */
   private applyingEntry: Entry | undefined;
@@ -246,7 +239,6 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.segmentLive = this.root.openDB({ name: 'segment-live', encoding: 'msgpack' });
     this.segments = (options.segmentFiles ?? ((dir) => new SegmentFiles(dir)))(join(dataDir, 'segments'));
     this.inStepTransaction = options.inStepTransaction;
-    this.recent = options.recentMessages === false ? undefined : new RecentMessages();
     this.syncEntriesPerStep = options.durability !== 'relaxed';
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
     for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
@@ -281,8 +273,6 @@ export class LmdbStorage implements MessageStore, LogReader {
   get(topicId: number, seq: number): StoredMessage | undefined {
     const pending = this.pendingPuts.get(topicId)?.get(seq);
     if (pending) return pending;
-    const recent = this.recent?.get(topicId, seq);
-    if (recent) return recent;
     const value = this.index.getBinaryFast([topicId, seq]);
     if (!value) return undefined;
     return this.recordAt(seq, value);
@@ -722,16 +712,13 @@ export class LmdbStorage implements MessageStore, LogReader {
         this.segments.remove(id);
       }
     }
-    // Now durable: reads may go to storage, the latest through `recent`. Keep a pending entry only if a
-    // later write replaced it.
-    if (install) this.recent?.clear();
-    else {
+    // Now durable: reads may go to storage. Keep a pending entry only if a later write replaced it.
+    if (!install) {
       for (const [topicId, m] of puts) {
         const topic = this.pendingPuts.get(topicId);
         if (topic?.get(m.seq) === m) {
           topic.delete(m.seq);
           if (topic.size === 0) this.pendingPuts.delete(topicId);
-          this.recent?.add(topicId, m);
         }
       }
     }

@@ -27,10 +27,9 @@ export function storeHarness(Storage: typeof LmdbStorage, conf: ConfState, dirPr
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
       return dir;
     },
-    /** Opens and loads a store; it is closed after the test. Reads go to storage (no in-memory
-     * recent messages) unless `options` say otherwise. */
+    /** Opens and loads a store; it is closed after the test. */
     open(dir: string, options: LmdbStorageOptions = {}): LmdbStorage {
-      const s = new Storage(dir, 0, { recentMessages: false, ...options });
+      const s = new Storage(dir, 0, options);
       s.load(conf);
       opened.add(s);
       return s;
