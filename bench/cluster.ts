@@ -39,6 +39,7 @@ import { consume, payload, produce, type Abort } from './lib/load.js';
 import { cpuSecondsOf, serverVersion } from './lib/server.js';
 import { fmtMs, fmtNum, Samples, table } from './lib/stats.js';
 import { numberFlag } from './lib/flags.js';
+import { stepMeter } from './lib/steps.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -159,6 +160,8 @@ interface Target {
   abort: Abort;
   /** CPU seconds of the server processes: total and per process label. */
   cpu(): Map<string, number>;
+  /** The server processes' base URLs by the same labels (for their /metrics). */
+  nodes(): Map<string, string>;
   /** Problems to report (crashes, unusual output, divergence); called after the scenario. */
   check(): Promise<string[]>;
   stop(): Promise<void>;
@@ -183,6 +186,7 @@ async function singleTarget(mode: 'sync' | 'relaxed'): Promise<Target> {
     url: node.url,
     abort,
     cpu: () => new Map([['node', node.proc.gone() ? NaN : cpuSecondsOf(node.pid)]]),
+    nodes: () => new Map([['node', node.url]]),
     async check() {
       const out: string[] = [];
       if (abort.aborted) out.push(`aborted: ${abort.reason}; output:\n${node.log.text.slice(-2000)}`);
@@ -220,6 +224,9 @@ async function clusterTarget(mode: 'sync' | 'relaxed', via: 'leader' | 'follower
       for (const [id, s] of cluster.cpu()) m.set(id === leader ? 'L' : `F${id}`, s);
       return m;
     },
+    nodes() {
+      return new Map(cluster.members.map((m) => [m.id === leader ? 'L' : `F${m.id}`, m.url]));
+    },
     async check() {
       const out: string[] = [];
       for (const c of cluster.crashes()) out.push(c);
@@ -241,12 +248,14 @@ async function clusterTarget(mode: 'sync' | 'relaxed', via: 'leader' | 'follower
   };
 }
 
-/** CPU use in % of one core over a window, for the server processes and this process. */
-function cpuMeter(target: Target) {
+/** CPU use in % of one core over a window, for the server processes and this process, and what the
+ * nodes' storage steps did meanwhile (lib/steps.ts). */
+async function cpuMeter(target: Target) {
+  const steps = await stepMeter(target.nodes());
   const s0 = target.cpu();
   const b0 = process.cpuUsage();
   const t0 = performance.now();
-  return () => {
+  return async () => {
     const wall = (performance.now() - t0) / 1000;
     const s1 = target.cpu();
     let total = 0;
@@ -260,6 +269,8 @@ function cpuMeter(target: Target) {
     return {
       server: s1.size > 1 ? `${Math.round((100 * total) / wall)}% (${parts.join(', ')})` : `${Math.round((100 * total) / wall)}%`,
       bench: `${Math.round((100 * (b.user + b.system)) / 1e6 / wall)}%`,
+      /** Per node: steps a second, mean step, entries per step, mean LMDB commit. */
+      steps: await steps(),
     };
   };
 }
@@ -294,7 +305,7 @@ async function scenarioProduce(mode: string, target: Target, client: Client, key
   const topic = `bench-produce-${key.replace(/[^a-z0-9]/g, '')}`;
   await client.ok('PUT', `/v1/topics/${topic}`, {});
   await client.ok('PUT', `/v1/subscriptions/${topic}-sub`, { topic, startAt: 'earliest' });
-  const cpu = cpuMeter(target);
+  const cpu = await cpuMeter(target);
   const r = await produce(client, {
     path: `/v1/topics/${topic}/messages`,
     batch: 16,
@@ -305,7 +316,7 @@ async function scenarioProduce(mode: string, target: Target, client: Client, key
     maxRequests: 50_000_000,
     abort: target.abort,
   });
-  const c = cpu();
+  const c = await cpu();
   const rate = r.measuredMessages / r.measuredSeconds;
   const info = await client.ok('GET', `/v1/topics/${topic}`);
   row(mode, scenario, target.nodesLabel, r.measuredMessages, rate, 'POST round trip', r.latency, {
@@ -314,6 +325,7 @@ async function scenarioProduce(mode: string, target: Target, client: Client, key
     serverCpu: c.server,
     benchCpu: c.bench,
   });
+  notes.push(`${mode} ${scenario} [${target.nodesLabel}]: storage steps (a second, mean, entries each): ${c.steps}`);
   if (r.errors.total > 0) notes.push(`${mode} ${scenario} [${target.nodesLabel}]: errors: ${r.errors.summary()}`);
   if (r.badResults > 0) notes.push(`${mode} ${scenario} [${target.nodesLabel}]: ${r.badResults} 2xx answers without one result per message`);
   if (info.messages !== r.totalMessages) {
@@ -349,7 +361,7 @@ async function scenarioConsume(mode: string, target: Target, client: Client): Pr
   if (before.backlog !== fill.totalMessages) notes.push(`${mode} (b) [${target.nodesLabel}]: after pre-fill the backlog is ${before.backlog}, expected ${fill.totalMessages}`);
   console.error(`  pre-filled ${fmtNum(fill.totalMessages)} at ${fmtNum(fillRate)} msg/s; draining (limit ${cfg.consumeSeconds}s)`);
   const target_ = fill.totalMessages;
-  const cpu = cpuMeter(target);
+  const cpu = await cpuMeter(target);
   const r = await consume(client, {
     subPath: `/v1/subscriptions/${sub}`,
     pullers: cfg.pullers,
@@ -360,7 +372,7 @@ async function scenarioConsume(mode: string, target: Target, client: Client): Pr
     maxPulls: 10_000_000,
     abort: target.abort,
   });
-  const c = cpu();
+  const c = await cpu();
   const secs = Math.max(0.001, (r.lastAckAt - r.startedAt) / 1000);
   const rate = r.acked / secs;
   const after = await client.ok('GET', `/v1/subscriptions/${sub}`);
@@ -372,6 +384,7 @@ async function scenarioConsume(mode: string, target: Target, client: Client): Pr
   });
   row(mode, '', '', undefined, undefined, 'ack round trip', r.ackLatency);
   const tag = `${mode} (b) [${target.nodesLabel}]`;
+  notes.push(`${tag}: storage steps (a second, mean, entries each): ${c.steps}`);
   if (r.errors.total > 0) notes.push(`${tag}: errors: ${r.errors.summary()}`);
   if (r.distinct < target_) notes.push(`${tag}: only ${fmtNum(r.distinct)} of ${fmtNum(target_)} messages received within ${cfg.consumeSeconds}s`);
   if (r.duplicates > 0) notes.push(`${tag}: ${r.duplicates} duplicate deliveries`);
@@ -386,7 +399,7 @@ async function scenarioMixed(mode: string, target: Target, client: Client): Prom
   const label = `(c) produce b16 ×${cfg.mixedProducers} + ${cfg.pullers} pullers max ${cfg.pullMax}`;
   await client.ok('PUT', `/v1/topics/${topic}`, {});
   await client.ok('PUT', `/v1/subscriptions/${sub}`, { topic, startAt: 'earliest' });
-  const cpu = cpuMeter(target);
+  const cpu = await cpuMeter(target);
   let producing = true;
   let produced = 0;
   const t0 = performance.now();
@@ -419,7 +432,7 @@ async function scenarioMixed(mode: string, target: Target, client: Client): Prom
   });
   const p = await producer;
   const produceEnd = performance.now();
-  const c = cpu();
+  const c = await cpu();
   const r = await consumer;
   const warmEnd = t0 + cfg.warmup * 1000;
   let ackedInWindow = 0;
@@ -438,6 +451,7 @@ async function scenarioMixed(mode: string, target: Target, client: Client): Prom
   row(mode, '', '', undefined, undefined, 'ack round trip', r.ackLatency);
   row(mode, '', '', undefined, undefined, 'publish→receive', r.e2eLatency);
   const tag = `${mode} (c) [${target.nodesLabel}]`;
+  notes.push(`${tag}: storage steps (a second, mean, entries each): ${c.steps}`);
   if (p.errors.total > 0) notes.push(`${tag}: produce errors: ${p.errors.summary()}`);
   if (r.errors.total > 0) notes.push(`${tag}: consume errors: ${r.errors.summary()}`);
   if (r.distinct < p.totalMessages) {
