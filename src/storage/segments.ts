@@ -279,7 +279,7 @@ export class SegmentFiles {
       batchBytes = 0;
     };
     for (const parts of records) {
-      const length = parts.reduce((n, p) => n + p.length, 0);
+      const length = recordBytes(parts);
       if (this.activeSize > 0 && this.activeSize + length > segmentBytesMax) {
         flush();
         this.rotate();
@@ -319,8 +319,7 @@ export class SegmentFiles {
       filled = 0;
     };
     for (const parts of records) {
-      let length = 0;
-      for (const p of parts) length += p.length;
+      const length = recordBytes(parts);
       if (this.activeSize > 0 && this.activeSize + length > segmentBytesMax) {
         flush(true);
         this.rotate();
@@ -406,7 +405,7 @@ export class SegmentFiles {
     const out: Location[] = [];
     let filled = 0;
     for (const parts of records) {
-      out.push({ segment, offset: start + filled, length: parts.reduce((n, p) => n + p.length, 0) });
+      out.push({ segment, offset: start + filled, length: recordBytes(parts) });
       for (const p of parts) filled += p.copy(staging, filled);
     }
     const length = this.padStaging(filled);
@@ -610,9 +609,15 @@ function checkedDirectWrite(written: number, asked: number, segment: number): nu
   return written;
 }
 
+function recordBytes(parts: Buffer[]): number {
+  let bytes = 0;
+  for (const p of parts) bytes += p.length;
+  return bytes;
+}
+
 function bytesOf(records: Buffer[][]): number {
   let bytes = 0;
-  for (const parts of records) for (const p of parts) bytes += p.length;
+  for (const parts of records) bytes += recordBytes(parts);
   return bytes;
 }
 
