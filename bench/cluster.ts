@@ -213,6 +213,8 @@ async function clusterTarget(mode: 'sync' | 'relaxed', via: 'leader' | 'follower
   console.error(`  3 nodes up, leader n${leader}, in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
   const abort: Abort = { aborted: false };
   const timer = watch(abort, () => cluster.crashes()[0]);
+  /** L for the leader, F<id> for a follower: how the tables and notes name a node. */
+  const roleLabel = (id: number) => (id === leader ? 'L' : `F${id}`);
   return {
     cluster,
     leader,
@@ -221,11 +223,11 @@ async function clusterTarget(mode: 'sync' | 'relaxed', via: 'leader' | 'follower
     abort,
     cpu() {
       const m = new Map<string, number>();
-      for (const [id, s] of cluster.cpu()) m.set(id === leader ? 'L' : `F${id}`, s);
+      for (const [id, s] of cluster.cpu()) m.set(roleLabel(id), s);
       return m;
     },
     nodes() {
-      return new Map(cluster.members.map((m) => [m.id === leader ? 'L' : `F${m.id}`, m.url]));
+      return new Map(cluster.members.map((m) => [roleLabel(m.id), m.url]));
     },
     async check() {
       const out: string[] = [];
@@ -250,7 +252,7 @@ async function clusterTarget(mode: 'sync' | 'relaxed', via: 'leader' | 'follower
 
 /** CPU use in % of one core over a window, for the server processes and this process, and what the
  * nodes' storage steps did meanwhile (lib/steps.ts). */
-async function cpuMeter(target: Target) {
+async function serverMeter(target: Target) {
   const steps = await stepMeter(target.nodes());
   const s0 = target.cpu();
   const b0 = process.cpuUsage();
@@ -305,7 +307,7 @@ async function scenarioProduce(mode: string, target: Target, client: Client, key
   const topic = `bench-produce-${key.replace(/[^a-z0-9]/g, '')}`;
   await client.ok('PUT', `/v1/topics/${topic}`, {});
   await client.ok('PUT', `/v1/subscriptions/${topic}-sub`, { topic, startAt: 'earliest' });
-  const cpu = await cpuMeter(target);
+  const meter = await serverMeter(target);
   const r = await produce(client, {
     path: `/v1/topics/${topic}/messages`,
     batch: 16,
@@ -316,7 +318,7 @@ async function scenarioProduce(mode: string, target: Target, client: Client, key
     maxRequests: 50_000_000,
     abort: target.abort,
   });
-  const c = await cpu();
+  const c = await meter();
   const rate = r.measuredMessages / r.measuredSeconds;
   const info = await client.ok('GET', `/v1/topics/${topic}`);
   row(mode, scenario, target.nodesLabel, r.measuredMessages, rate, 'POST round trip', r.latency, {
@@ -361,7 +363,7 @@ async function scenarioConsume(mode: string, target: Target, client: Client): Pr
   if (before.backlog !== fill.totalMessages) notes.push(`${mode} (b) [${target.nodesLabel}]: after pre-fill the backlog is ${before.backlog}, expected ${fill.totalMessages}`);
   console.error(`  pre-filled ${fmtNum(fill.totalMessages)} at ${fmtNum(fillRate)} msg/s; draining (limit ${cfg.consumeSeconds}s)`);
   const target_ = fill.totalMessages;
-  const cpu = await cpuMeter(target);
+  const meter = await serverMeter(target);
   const r = await consume(client, {
     subPath: `/v1/subscriptions/${sub}`,
     pullers: cfg.pullers,
@@ -372,7 +374,7 @@ async function scenarioConsume(mode: string, target: Target, client: Client): Pr
     maxPulls: 10_000_000,
     abort: target.abort,
   });
-  const c = await cpu();
+  const c = await meter();
   const secs = Math.max(0.001, (r.lastAckAt - r.startedAt) / 1000);
   const rate = r.acked / secs;
   const after = await client.ok('GET', `/v1/subscriptions/${sub}`);
@@ -399,7 +401,7 @@ async function scenarioMixed(mode: string, target: Target, client: Client): Prom
   const label = `(c) produce b16 ×${cfg.mixedProducers} + ${cfg.pullers} pullers max ${cfg.pullMax}`;
   await client.ok('PUT', `/v1/topics/${topic}`, {});
   await client.ok('PUT', `/v1/subscriptions/${sub}`, { topic, startAt: 'earliest' });
-  const cpu = await cpuMeter(target);
+  const meter = await serverMeter(target);
   let producing = true;
   let produced = 0;
   const t0 = performance.now();
@@ -432,7 +434,7 @@ async function scenarioMixed(mode: string, target: Target, client: Client): Prom
   });
   const p = await producer;
   const produceEnd = performance.now();
-  const c = await cpu();
+  const c = await meter();
   const r = await consumer;
   const warmEnd = t0 + cfg.warmup * 1000;
   let ackedInWindow = 0;
