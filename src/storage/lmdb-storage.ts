@@ -10,6 +10,13 @@
  * where they are commits, so an acknowledged entry is on disk. Bodies not in such an entry (a small
  * publish, a snapshot received from the leader) are written as whole records.
  *
+ * A follower's step that only appends entries to the log resolves once they are synced into the
+ * segment files, and its transaction lands behind it (`commitsBehind`): the follower acknowledges
+ * after one fdatasync instead of that and LMDB's commit (two more). Every segment record is framed
+ * with a checksum, and an entry's frame says its index and term, so a restart whose last step never
+ * landed finds that step's entries past the place the last landed step recorded (`segment-tail`) and
+ * puts them in the log before anything reads it (`recoverEntriesBehind`).
+ *
  * One LMDB write transaction per
  * driver step carries new log entries, the message index writes of the commands applied since the
  * last step and, now and then, a broker snapshot; it is fsynced before its promise resolves
@@ -39,7 +46,7 @@ import type { MessageStore, StoredMessage } from '../core/broker/types.js';
 import type { LogReader } from '../core/raft/log.js';
 import { EntryType, type ConfState, type Entry, type GroupId, type HardState, type SnapshotMeta } from '../core/raft/types.js';
 import { decodeCommand, encodeCommand } from './command-codec.js';
-import { decodeRecord, decodeRecordParts, encodeRecord, encodeRecordHead, SegmentFiles, type Location } from './segments.js';
+import { decodeRecord, decodeRecordParts, encodeRecord, encodeRecordHead, FrameKind, SegmentFiles, type EntryFrame, type Location } from './segments.js';
 import { filesystemSpace } from './usage.js';
 import { noteFsync } from '../metrics/registry.js';
 
@@ -64,6 +71,18 @@ export const entryInSegmentBytesMin = Number(process.env.HERALD_ENTRY_IN_SEGMENT
 /** The type byte of a log entry whose data is in a segment file (its value then holds where). */
 const entryInSegmentFlag = 0x80;
 
+/**
+ * The layout of what is on disk. 2: every segment record is framed (segments.ts), and a follower's
+ * acknowledged entries may be only there after a crash. Data of another layout is refused.
+ */
+const storageFormat = 2;
+
+/** Where the last step that landed left the segment files: frames past it are found by a scan at startup. */
+interface SegmentTail {
+  segment: number;
+  offset: number;
+}
+
 /** The placeholder `data` of a message read without it (see followerMode). */
 const noData = Buffer.alloc(0);
 
@@ -76,6 +95,14 @@ interface EntrySource {
  * for lack of room when the disk has less than this free right after it (an LMDB write is at most a
  * few MiB unless one value is larger); a real I/O error on a disk with room still fails the node. */
 const shortWriteFreeBytesMax = 16 * 1024 * 1024;
+
+/**
+ * A step's transaction lands behind it (see `commitsBehind`) only while the disk has this much free:
+ * one that then failed for lack of room could not be undone and tried again like any other step's,
+ * since its entries are acknowledged; the node would have to stop (a restart recovers them). A step's
+ * transaction writes a few MiB at most.
+ */
+export const commitBehindFreeBytesMin = 64 * 1024 * 1024;
 
 /** Why a step found no room: the disk, a quota, or LMDB's map (lmdb-js grows the map, so rare). */
 export type StorageFullReason = 'no_space' | 'quota' | 'map_full';
@@ -182,6 +209,16 @@ export class LmdbStorage implements MessageStore, LogReader {
   private readonly segments: SegmentFiles;
   /** See followerMode. */
   private dataOnDemand = false;
+  /** See followerMode and `commitsBehind`. */
+  private acknowledgeBeforeCommit = false;
+  /** The LMDB transaction of a step that resolved before it (see `commitsBehind`), until it lands. */
+  private landing: Promise<void> | undefined;
+  /** Why such a transaction failed: every later step throws it (the node must stop). */
+  private landingFailure: Error | undefined;
+  /** That step's entries, read from here until LMDB holds them (the log's last entries). */
+  private unlanded: Entry[] = [];
+  /** The hard state on disk (as the log's readers see it). */
+  private hardStateWritten: HardState | null = null;
   private readonly liveCounts = new Map<number, number>();
   /** The greatest index key written: a larger key goes in with MDB_APPEND, which fills pages instead
    * of splitting them in half (and cannot replace an entry, so needs no check for one). */
@@ -240,11 +277,61 @@ export class LmdbStorage implements MessageStore, LogReader {
     this.segments = (options.segmentFiles ?? ((dir) => new SegmentFiles(dir)))(join(dataDir, 'segments'));
     this.inStepTransaction = options.inStepTransaction;
     this.syncEntriesPerStep = options.durability !== 'relaxed';
+    this.checkFormat();
     for (const { key, value } of this.segmentLive.getRange()) this.liveCounts.set(key, value);
     for (const key of this.index.getKeys({ reverse: true, limit: 1 })) this.indexLastKey = key;
+    this.recoverEntriesBehind();
     // Segments nothing points into (their last entry went just before a crash) are garbage.
     for (const id of this.segments.list()) if (!this.liveCounts.get(id)) this.segments.remove(id);
     this.snapshotMeta = noSnapshot({ voters: [], learners: [] });
+  }
+
+  /** Refuses data of another layout; marks a new data directory with this one. */
+  private checkFormat(): void {
+    const format = this.meta.get([0, 'format']);
+    if (format === storageFormat) return;
+    if (format !== undefined) throw new Error(`${this.dataDir} holds storage format ${String(format)}; this Herald reads format ${storageFormat}`);
+    const used = [this.log, this.meta, this.index].some((db) => db.getKeysCount({ limit: 1 }) > 0);
+    if (used) throw new Error(`${this.dataDir} was written by an older Herald (segment records without frames, storage format 1); start this one on an empty data directory`);
+    this.meta.putSync([0, 'format'], storageFormat);
+  }
+
+  /**
+   * Log entries a follower acknowledged once they were synced into the segment files, whose LMDB
+   * transaction had not landed when the process stopped (see `commitsBehind`): they are the entry
+   * frames past the place the last landed step recorded, each the one after the log's last (index +
+   * 1, a term no lower and no higher than the hard state's). They go into the log here, before
+   * anything reads it. Whatever follows them (a torn frame, a step that never acknowledged) is left
+   * behind: the place recorded now is the segments' end, and later appends go past it.
+   */
+  private recoverEntriesBehind(): void {
+    const tail = this.meta.get([this.group, 'segment-tail']) as SegmentTail | undefined;
+    if (!tail) return;
+    const hardState = this.meta.get([this.group, 'hard-state']) as HardState | undefined;
+    const snap = this.meta.get([this.group, 'snapshot']) as { meta: SnapshotMeta } | undefined;
+    let lastIndex = snap?.meta.index ?? 0;
+    let lastTerm = snap?.meta.term ?? 0;
+    for (const { key, value } of this.log.getRange({ start: [this.group, Number.MAX_SAFE_INTEGER], end: [this.group, 0], reverse: true, limit: 1 })) {
+      if (key[1] > lastIndex) [lastIndex, lastTerm] = [key[1], value.readDoubleBE(0)];
+    }
+    const found: [EntryFrame, Location][] = [];
+    for (const f of this.segments.scan(tail)) {
+      if (f.kind !== FrameKind.entry) continue;
+      const e = f.entry;
+      if (e.index !== lastIndex + 1 || e.term < lastTerm || e.term > (hardState?.term ?? 0)) break;
+      found.push([e, f.location]);
+      [lastIndex, lastTerm] = [e.index, e.term];
+    }
+    const end = this.segments.mark();
+    this.root.transactionSync(() => {
+      for (const [e, at] of found) {
+        this.log.putSync([this.group, e.index], encodeEntryAt({ index: e.index, term: e.term, type: e.type as EntryType, data: noData }, at));
+        this.liveCounts.set(at.segment, (this.liveCounts.get(at.segment) ?? 0) + 1);
+      }
+      for (const id of new Set(found.map(([, at]) => at.segment))) this.segmentLive.putSync(id, this.liveCounts.get(id)!);
+      this.meta.putSync([this.group, 'segment-tail'], { segment: end.active, offset: end.size } satisfies SegmentTail);
+    });
+    if (found.length > 0) console.warn(`herald: recovered log entries ${found[0]![0].index}–${lastIndex} from the segment files (acknowledged before their LMDB commit landed)`);
   }
 
   // ---- MessageStore (used by the broker state machine, synchronously) ----
@@ -310,6 +397,7 @@ export class LmdbStorage implements MessageStore, LogReader {
   /** Reads what a restart needs; `initialConf` is the membership when no snapshot says otherwise. */
   load(initialConf: ConfState): LoadedState {
     const hardState = (this.meta.get([this.group, 'hard-state']) as HardState | undefined) ?? null;
+    this.hardStateWritten = hardState;
     const snap = this.loadSnapshotState();
     this.snapshotMeta = snap?.meta ?? noSnapshot(initialConf);
     if (snap) this.clearing = this.leftoverRemovals(snap.meta.index, snap.state);
@@ -363,6 +451,7 @@ export class LmdbStorage implements MessageStore, LogReader {
       this.log.putSync([this.group, entry.index], encodeEntry(entry));
       this.meta.putSync([this.group, 'hard-state'], hardState);
     });
+    this.hardStateWritten = hardState;
     this.logFirstIndex = 1;
     this.logLastIndex = 1;
     this.terms = [entry.term];
@@ -403,12 +492,20 @@ export class LmdbStorage implements MessageStore, LogReader {
   entries(lo: number, hi: number, bytesMax: number): Entry[] {
     const out: Entry[] = [];
     let bytes = 0;
-    for (const { key, value } of this.log.getRange({ start: [this.group, lo], end: [this.group, hi] })) {
-      const e = this.entryFrom(key[1], value);
-      if (out.length > 0 && bytes + e.data.length > bytesMax) break;
+    const take = (e: Entry): boolean => {
+      if (out.length > 0 && bytes + e.data.length > bytesMax) return false;
       out.push(e);
       bytes += e.data.length;
+      return true;
+    };
+    // The last entries may still be on their way into LMDB (`unlanded`): read those from memory.
+    const unlandedFirst = this.unlanded.length > 0 ? this.unlanded[0]!.index : Number.MAX_SAFE_INTEGER;
+    let full = false;
+    for (const { key, value } of this.log.getRange({ start: [this.group, lo], end: [this.group, Math.min(hi, unlandedFirst)] })) {
+      if ((full = !take(this.entryFrom(key[1], value)))) break;
     }
+    const unlandedEnd = Math.min(hi, unlandedFirst + this.unlanded.length);
+    for (let i = Math.max(lo, unlandedFirst); !full && i < unlandedEnd; i++) full = !take(this.unlanded[i - unlandedFirst]!);
     assert(out.length > 0 || lo >= hi, `log entries from ${lo} are missing`);
     return out;
   }
@@ -450,6 +547,33 @@ export class LmdbStorage implements MessageStore, LogReader {
   set followerMode(on: boolean) {
     this.segments.directWrites = on;
     this.dataOnDemand = on;
+    this.acknowledgeBeforeCommit = on;
+  }
+
+  /**
+   * Whether `write` may resolve once its entries are synced into the segment files, its LMDB
+   * transaction landing behind it (a follower then acknowledges a step's entries after one fdatasync,
+   * not after that and LMDB's commit with its two syncs). Only a follower's step of sync mode that
+   * appends to the log, every entry in a segment file (so a restart finds them: recoverEntriesBehind),
+   * and changes nothing else a restart could not do again: no snapshot to install or take, no term or
+   * vote; and while the disk has room (commitBehindFreeBytesMin). The next step's transaction waits
+   * for it to land, so at most one is behind.
+   */
+  private commitsBehind(write: StepWrite): boolean {
+    const entries = write.entries;
+    if (!this.acknowledgeBeforeCommit || !this.syncEntriesPerStep || write.install || write.snapshot || write.idle || entries.length === 0) return false;
+    if (entries[0]!.index !== this.logLastIndex + 1) return false;
+    for (const e of entries) if (e.data.length < entryInSegmentBytesMin) return false;
+    const h = write.hardState;
+    const was = this.hardStateWritten;
+    if (h && (was === null || h.term !== was.term || h.vote !== was.vote)) return false;
+    return (filesystemSpace(this.dataDir)?.availBytes ?? 0) >= commitBehindFreeBytesMin;
+  }
+
+  /** Waits for a transaction that landed behind its step; throws (the node must stop) if it failed. */
+  private async landed(): Promise<void> {
+    if (this.landing) await this.landing;
+    if (this.landingFailure) throw this.landingFailure;
   }
 
   /** Appends records of a snapshot stream to the segment files (indexed only when it is installed). */
@@ -497,6 +621,10 @@ export class LmdbStorage implements MessageStore, LogReader {
    */
   async step(write: StepWrite): Promise<void> {
     const install = write.install;
+    if (this.landingFailure) throw this.landingFailure;
+    const behind = this.commitsBehind(write);
+    // Anything else reads and writes the log as LMDB has it: the step behind must have landed.
+    if (!behind) await this.landed();
     // A retry takes no more than the failed step took: a snapshot must not carry removals applied
     // after it was taken (see the top of this file); puts queued since go in the next step.
     const retry = this.failedStep?.write === write ? this.failedStep : undefined;
@@ -505,10 +633,10 @@ export class LmdbStorage implements MessageStore, LogReader {
       putQueue: this.putQueue,
       pendingPuts: this.pendingPuts,
       deferredDeletes: this.deferredDeletes,
-      clearing: [...this.clearing],
-      indexLastKey: this.indexLastKey,
       segments: this.segments.mark(),
     };
+    /** What only transactions change, as it was before this step's (a step behind may land meanwhile). */
+    let beforeTransaction: { clearing: ClearRange[]; indexLastKey: [number, number] } | undefined;
     let puts: [number, StoredMessage, EntrySource | undefined][] = [];
     let deletes: ClearRange[] = [];
     if (install) {
@@ -522,7 +650,9 @@ export class LmdbStorage implements MessageStore, LogReader {
       if (write.snapshot) [deletes, this.deferredDeletes] = takeFirst(this.deferredDeletes, retry?.deletes);
     }
     const lastWritten = write.entries.length > 0 ? write.entries[write.entries.length - 1]!.index : undefined;
-    const truncating = lastWritten !== undefined && lastWritten < this.logLastIndex;
+    // As it is now: a step behind's transaction runs after this step has moved it on.
+    const logLastBefore = this.logLastIndex;
+    const truncating = lastWritten !== undefined && lastWritten < logLastBefore;
     const changed = new Set<number>();
     /** Live counts as they were before this step, for the segments it changed. */
     const liveBefore = new Map<number, number | undefined>();
@@ -557,12 +687,18 @@ export class LmdbStorage implements MessageStore, LogReader {
         return entryOf.get(src.entryIndex) !== undefined;
       });
       for (let i = 0; i < puts.length; i++) if (!inEntry[i]) records.push(encodeRecord(puts[i]![1]));
-      const locations = await this.segments.appendAsync(records);
+      const frames: EntryFrame[] = segmentedEntries.map((e) => ({ index: e.index, term: e.term, type: e.type ?? EntryType.normal }));
+      const locations = await this.segments.appendAsync(records, frames);
       appended = true;
+      const end = this.segments.mark();
+      const tail: SegmentTail | undefined = records.length > 0 ? { segment: end.active, offset: end.size } : undefined;
       for (let i = 0; i < segmentedEntries.length; i++) stepEntryLocations.set(segmentedEntries[i]!.index, locations[i]!);
       // Log entries in segment files are synced before the log says where they are (sync mode), so an
       // acknowledged entry is on disk; a snapshot must only refer to message bodies that are on disk.
       if (write.snapshot || install || (segmentedEntries.length > 0 && this.syncEntriesPerStep)) await this.segments.sync();
+      // A step behind lands while this one writes its segments; this one's transaction comes after it.
+      if (behind) await this.landed();
+      beforeTransaction = { clearing: [...this.clearing], indexLastKey: this.indexLastKey };
 
       const commitStartedMs = performance.now();
       const transaction = () => {
@@ -583,7 +719,7 @@ export class LmdbStorage implements MessageStore, LogReader {
         }
         for (const e of write.entries) {
           // An entry replaced (by a new leader's) lets go of the segment it was in.
-          if (!install && e.index <= this.logLastIndex) this.releaseEntry(e.index, addLive);
+          if (!install && e.index <= logLastBefore) this.releaseEntry(e.index, addLive);
           const at = stepEntryLocations.get(e.index);
           if (at) addLive(at.segment, 1);
           this.log.putSync([this.group, e.index], at ? encodeEntryAt(e, at) : encodeEntry(e));
@@ -596,6 +732,7 @@ export class LmdbStorage implements MessageStore, LogReader {
           }
         }
         if (write.hardState) this.meta.putSync([this.group, 'hard-state'], write.hardState);
+        if (tail) this.meta.putSync([this.group, 'segment-tail'], tail);
         let nextRecord = segmentedEntries.length; // the records' locations follow the entries'
         for (let i = 0; i < puts.length; i++) {
           const [topicId, m, src] = puts[i]!;
@@ -644,9 +781,11 @@ export class LmdbStorage implements MessageStore, LogReader {
       };
       // A throw inside either aborts the transaction: nothing of it is committed.
       if (this.commitsInline) this.root.transactionSync(transaction);
+      else if (behind) this.landBehind(this.root.childTransaction(transaction), commitStartedMs, puts, changed, write.entries);
       else await this.root.childTransaction(transaction);
-      noteFsync(commitStartedMs);
+      if (!behind) noteFsync(commitStartedMs);
     } catch (error) {
+      if (this.landingFailure) throw this.landingFailure;
       // Read before the segments are cut back, which frees room again.
       const space = filesystemSpace(this.dataDir);
       try {
@@ -654,8 +793,10 @@ export class LmdbStorage implements MessageStore, LogReader {
         this.putQueue = [...(install ? before.putQueue : puts), ...this.putQueue];
         this.deferredDeletes = [...(install ? before.deferredDeletes : deletes), ...this.deferredDeletes];
         if (install) this.pendingPuts = mergePending(before.pendingPuts, this.pendingPuts);
-        this.clearing = before.clearing;
-        this.indexLastKey = before.indexLastKey;
+        if (beforeTransaction) {
+          this.clearing = beforeTransaction.clearing;
+          this.indexLastKey = beforeTransaction.indexLastKey;
+        }
         for (const [id, n] of liveBefore) {
           if (n === undefined) this.liveCounts.delete(id);
           else this.liveCounts.set(id, n);
@@ -705,6 +846,34 @@ export class LmdbStorage implements MessageStore, LogReader {
       }
       if (this.terms.length === 0) this.termsOffset = this.logFirstIndex;
     }
+    if (write.hardState) this.hardStateWritten = write.hardState;
+    if (!behind) this.afterLanding(install ? [] : puts, changed);
+  }
+
+  /**
+   * A step's transaction landing behind it (`commitsBehind`): its entries are read from memory until
+   * it has, and what waits for it being durable (`afterLanding`) waits. If it fails, the node must
+   * stop: it has acknowledged entries that only the segment files hold, which a restart recovers.
+   */
+  private landBehind(commit: Promise<unknown>, startedMs: number, puts: [number, StoredMessage, EntrySource | undefined][], changed: Set<number>, entries: Entry[]): void {
+    this.unlanded = entries;
+    this.landing = commit.then(
+      () => {
+        noteFsync(startedMs);
+        if (this.unlanded === entries) this.unlanded = [];
+        this.landing = undefined;
+        this.afterLanding(puts, changed);
+      },
+      async (error: unknown) => {
+        const cause = await commitFailure(error);
+        this.landingFailure = new Error(`a storage commit behind acknowledged log entries failed: ${errorMessage(cause)}`, { cause });
+        this.landing = undefined;
+      },
+    );
+  }
+
+  /** Once a step's transaction is on disk: segments nothing points into go, and its puts are read from storage. */
+  private afterLanding(puts: [number, StoredMessage, EntrySource | undefined][], changed: Set<number>): void {
     // Segments nothing points into any more can go, now that the index says so durably.
     for (const id of changed) {
       if (this.liveCounts.get(id) === 0 && id !== this.segments.active) {
@@ -713,13 +882,11 @@ export class LmdbStorage implements MessageStore, LogReader {
       }
     }
     // Now durable: reads may go to storage. Keep a pending entry only if a later write replaced it.
-    if (!install) {
-      for (const [topicId, m] of puts) {
-        const topic = this.pendingPuts.get(topicId);
-        if (topic?.get(m.seq) === m) {
-          topic.delete(m.seq);
-          if (topic.size === 0) this.pendingPuts.delete(topicId);
-        }
+    for (const [topicId, m] of puts) {
+      const topic = this.pendingPuts.get(topicId);
+      if (topic?.get(m.seq) === m) {
+        topic.delete(m.seq);
+        if (topic.size === 0) this.pendingPuts.delete(topicId);
       }
     }
   }
@@ -769,6 +936,7 @@ export class LmdbStorage implements MessageStore, LogReader {
   }
 
   async close(): Promise<void> {
+    await this.landing; // a failure is the node's to report, not close's
     await this.segments.removalsDone();
     await this.root.close();
     this.segments.close();

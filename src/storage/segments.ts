@@ -14,6 +14,12 @@
  * Before a snapshot is written, the segments are synced (`sync`), so every message the snapshot's
  * state refers to is on disk.
  *
+ * Every record is framed (`frameBytes` ahead of it): its kind (a message record or a Raft log entry,
+ * the entry's index, term and type), its length and a CRC32C of both. A follower acknowledges entries
+ * once they are synced here, before the LMDB transaction that says where they are commits
+ * (lmdb-storage.ts); a restart finds such entries again by scanning the frames past the last place
+ * LMDB recorded (`scan`). Locations given out and taken back are those of the data, past the frame.
+ *
  * A write that fails (ENOSPC) is undone: `append` takes back what it wrote before it throws, and a
  * caller whose later step fails takes back a whole append with `mark`/`rollback`, so a retry lands at
  * the same offsets and no bytes nothing points at are left behind.
@@ -21,6 +27,7 @@
 import { closeSync, constants as fsConstants, fdatasync, fdatasyncSync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, write, writeSync, writevSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
 import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
 import type { StoredMessage } from '../core/broker/types.js';
@@ -55,6 +62,54 @@ export interface SegmentMark {
 // Record layout: [f64 publishTimeMs][f64 visibleAtMs][u8 flags: bit 0 base64 (else utf8), bit 1 jsonSafe][u32 metaLength]
 // [meta: msgpack {a?, g?, r?, o?} or nothing][data]. The seq is the index key, not stored here.
 const headerBytes = 21;
+
+/**
+ * Frame layout, ahead of every record: [u8 kind][u8 entry type][u16 0][u32 data length][f64 index]
+ * [f64 term][u32 CRC32C of the 24 bytes before it and the data]. A zero byte where a frame would start
+ * is padding (a direct write's, up to the next block boundary) or a hole left before a direct write.
+ */
+export const frameBytes = 28;
+export const FrameKind = { message: 1, entry: 2 } as const;
+
+/** What a log entry's frame says of it. */
+export interface EntryFrame {
+  index: number;
+  term: number;
+  type: number;
+}
+
+/** A frame found by `scan`: where its data is, and what it frames. */
+export interface ScannedFrame {
+  kind: number;
+  entry: EntryFrame;
+  location: Location;
+  /** Where the next frame may start (the segment's offset past this one). */
+  end: number;
+}
+
+function frame(parts: Buffer[], entry: EntryFrame | undefined): Buffer[] {
+  const head = Buffer.allocUnsafe(frameBytes);
+  head[0] = entry ? FrameKind.entry : FrameKind.message;
+  head[1] = entry ? entry.type : 0;
+  head.writeUInt16BE(0, 2);
+  head.writeUInt32BE(recordBytes(parts), 4);
+  head.writeDoubleBE(entry ? entry.index : 0, 8);
+  head.writeDoubleBE(entry ? entry.term : 0, 16);
+  let crc = crc32c(head.subarray(0, 24));
+  for (const p of parts) crc = crc32c(p, crc);
+  head.writeUInt32BE(crc >>> 0, 24);
+  return [head, ...parts];
+}
+
+/** The records framed (the first `entries.length` as those log entries). */
+function framed(records: Buffer[][], entries: readonly EntryFrame[] | undefined): Buffer[][] {
+  return records.map((parts, i) => frame(parts, entries?.[i]));
+}
+
+/** A whole frame's location as its data's. */
+function dataLocation(loc: Location): Location {
+  return { segment: loc.segment, offset: loc.offset + frameBytes, length: loc.length - frameBytes };
+}
 
 /** A record's meta (attributes, tags, keys), or undefined when it has none. */
 function encodeMeta(m: StoredMessage): Buffer | undefined {
@@ -236,9 +291,17 @@ export class SegmentFiles {
     return join(this.dir, `${String(id).padStart(10, '0')}.seg`);
   }
 
-  /** Appends records (each a list of buffers) in one write; returns where each landed. All or nothing:
-   * if a write fails, what this call wrote is taken back before the error is thrown. */
-  append(records: Buffer[][], bytes = bytesOf(records)): Location[] {
+  /**
+   * Appends records (each a list of buffers), each in its frame, in one write; returns where each
+   * one's data landed. The first `entries.length` records are those log entries, the rest message
+   * records. All or nothing: if a write fails, what this call wrote is taken back before the error is
+   * thrown.
+   */
+  append(records: Buffer[][], entries?: readonly EntryFrame[]): Location[] {
+    return this.appendFramed(framed(records, entries)).map(dataLocation);
+  }
+
+  private appendFramed(records: Buffer[][], bytes = bytesOf(records)): Location[] {
     const mark = this.mark();
     try {
       const out = this.appendAll(records, bytes);
@@ -393,12 +456,16 @@ export class SegmentFiles {
    * snapshot stream's records) writes after it. A failed write is taken back, as `append` does, unless
    * another append came after it.
    */
-  async appendAsync(records: Buffer[][]): Promise<Location[]> {
+  async appendAsync(unframed: Buffer[][], entries?: readonly EntryFrame[]): Promise<Location[]> {
+    return (await this.appendFramedAsync(framed(unframed, entries))).map(dataLocation);
+  }
+
+  private async appendFramedAsync(records: Buffer[][]): Promise<Location[]> {
     const bytes = bytesOf(records);
     const staging = this.staging;
     const start = alignUp(this.activeSize);
     if (!this.directWrites || this.writing > 0 || !staging || bytes < directAppendBytesMin || bytes > staging.length || (this.activeSize > 0 && start + bytes > segmentBytesMax)) {
-      return this.append(records, bytes);
+      return this.appendFramed(records, bytes);
     }
     const mark = this.mark();
     const segment = this.activeId;
@@ -455,6 +522,56 @@ export class SegmentFiles {
     if (this.directFd === undefined) return;
     closeSync(this.directFd);
     this.directFd = undefined;
+  }
+
+  /**
+   * The frames from `from` on, in order, through every later segment, up to the first that is torn,
+   * fails its checksum or is not a frame at all (what a crash left unsynced ends there). Zeros where a
+   * frame would start are padding or a hole: skipped to the next block boundary.
+   */
+  *scan(from: { segment: number; offset: number }): Generator<ScannedFrame> {
+    for (const id of this.list()) {
+      if (id < from.segment) continue;
+      const start = id === from.segment ? from.offset : 0;
+      const bytes = this.readTail(id, start);
+      let at = 0;
+      for (;;) {
+        if (at >= bytes.length) break; // this segment ends here: on to the next
+        if (bytes[at] === 0) {
+          const offset = start + at;
+          at = (offset % directBlockBytes === 0 ? offset + directBlockBytes : alignUp(offset)) - start;
+          continue;
+        }
+        if (at + frameBytes > bytes.length) return;
+        const kind = bytes[at]!;
+        const length = bytes.readUInt32BE(at + 4);
+        if ((kind !== FrameKind.message && kind !== FrameKind.entry) || at + frameBytes + length > bytes.length) return;
+        const crc = crc32c(bytes.subarray(at + frameBytes, at + frameBytes + length), crc32c(bytes.subarray(at, at + 24)));
+        if (crc >>> 0 !== bytes.readUInt32BE(at + 24)) return;
+        const entry = { type: bytes[at + 1]!, index: bytes.readDoubleBE(at + 8), term: bytes.readDoubleBE(at + 16) };
+        const end = start + at + frameBytes + length;
+        yield { kind, entry, location: { segment: id, offset: start + at + frameBytes, length }, end };
+        at = end - start;
+      }
+    }
+  }
+
+  /** A segment's bytes from `offset` to its end, as they are on disk now. */
+  private readTail(id: number, offset: number): Buffer {
+    const fd = openSync(this.path(id), 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const out = Buffer.alloc(Math.max(0, size - offset));
+      let got = 0;
+      while (got < out.length) {
+        const n = readSync(fd, out, got, out.length - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return out.subarray(0, got);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Where appends stand now, for `rollback`. */

@@ -12,7 +12,7 @@ import { afterEach, expect, test, vi } from 'vitest';
 
 // Read when segments.ts is first imported, hence the dynamic imports below.
 process.env.HERALD_SEGMENT_BYTES = String(256 * 1024);
-const { SegmentFiles, directAppendBytesMin, directBlockBytes } = await import('../../src/storage/segments.js');
+const { SegmentFiles, directAppendBytesMin, directBlockBytes, frameBytes } = await import('../../src/storage/segments.js');
 type Location = ReturnType<InstanceType<typeof SegmentFiles>['append']>[number];
 
 const cleanups: (() => void)[] = [];
@@ -61,19 +61,20 @@ test('direct appends read back across the staging buffer, rotations, buffered ap
   // Many small records (16 KiB publish entries and odd sizes), then one larger than the 1 MiB staging
   // buffer and the segment size, then buffered appends, then direct again.
   const first = append(Array.from({ length: 40 }, (_, i) => record(i, i % 2 ? 16 * 1024 + 37 : 1000 + i)));
-  expect(first[0]!.offset % directBlockBytes).toBe(0);
+  // Locations are the data's, past each record's frame.
+  expect((first[0]!.offset - frameBytes) % directBlockBytes).toBe(0);
   // An append under directAppendBytesMin goes through the page cache, where the last one ended.
   const end = first.at(-1)!.offset + first.at(-1)!.length;
   const [small] = append([record(50, 3000)]);
-  expect(small!.offset).toBe(Math.ceil(end / directBlockBytes) * directBlockBytes);
-  expect(append([record(51, 3000)])[0]!.offset).toBe(small!.offset + 3000);
+  expect(small!.offset).toBe(Math.ceil(end / directBlockBytes) * directBlockBytes + frameBytes);
+  expect(append([record(51, 3000)])[0]!.offset).toBe(small!.offset + 3000 + frameBytes);
   append([record(100, 2.5 * 1024 * 1024 + 3)]);
   s.directWrites = false;
   const buffered = append([record(200, 777), record(201, 5000)]);
   s.directWrites = true;
   const again = append([record(300, 3000), record(301, directAppendBytesMin)]);
   // A direct append starts on a block boundary, past the buffered bytes before it.
-  expect(again[0]!.offset % directBlockBytes).toBe(0);
+  expect((again[0]!.offset - frameBytes) % directBlockBytes).toBe(0);
   expect(again[0]!.segment === buffered[1]!.segment ? again[0]!.offset >= buffered[1]!.offset + 5000 : true).toBe(true);
   await s.sync();
 
@@ -91,7 +92,7 @@ test('direct appends read back across the staging buffer, rotations, buffered ap
   const [next] = reopened.append([record(400, directAppendBytesMin)]);
   const last = written.at(-1)![0];
   expect(next!.segment > last.segment || next!.offset >= last.offset + last.length).toBe(true);
-  expect(next!.offset % directBlockBytes).toBe(0);
+  expect((next!.offset - frameBytes) % directBlockBytes).toBe(0);
   expect(reopened.read(next!).equals(Buffer.concat(record(400, directAppendBytesMin)))).toBe(true);
 });
 
@@ -145,8 +146,8 @@ test('a filesystem that refuses O_DIRECT gets buffered appends', () => {
   expect(s.directWrites).toBe(false);
   const [a, b] = s.append([record(1, 5000), record(2, 3000)]);
   expect([a, b]).toEqual([
-    { segment: 1, offset: 0, length: 5000 },
-    { segment: 1, offset: 5000, length: 3000 },
+    { segment: 1, offset: frameBytes, length: 5000 },
+    { segment: 1, offset: 5000 + 2 * frameBytes, length: 3000 },
   ]);
   expect(s.read(b!).equals(Buffer.concat(record(2, 3000)))).toBe(true);
   expect(readdirSync(join(dir, 'segments'))).toEqual(['0000000001.seg']); // the probe is gone
@@ -174,7 +175,7 @@ test("a step's direct append is written on the thread pool; an append meanwhile 
   const during = s.append([record(100, 2000), record(101, 3000)]);
   release!();
   const stepLocations = await pending;
-  expect(stepLocations[0]!.offset).toBe(0);
+  expect(stepLocations[0]!.offset).toBe(frameBytes);
   expect(during[0]!.offset).toBeGreaterThanOrEqual(stepLocations.at(-1)!.offset + stepLocations.at(-1)!.length);
   await s.sync();
   stepLocations.forEach((loc, i) => expect(s.read(loc).equals(Buffer.concat(stepRecords[i]!))).toBe(true));
@@ -204,6 +205,6 @@ test("a step's direct append that fails on the thread pool is taken back", async
   await expect(s.appendAsync([record(2, 100_000)])).rejects.toThrow(/ENOSPC/);
   expect(sizes(dir)).toEqual(sizeBefore);
   const [again] = await s.appendAsync([record(2, 100_000)]);
-  expect(again!.offset).toBe(Math.ceil((first[0]!.offset + 100_000) / directBlockBytes) * directBlockBytes);
+  expect(again!.offset).toBe(Math.ceil((first[0]!.offset + 100_000) / directBlockBytes) * directBlockBytes + frameBytes);
   expect(s.read(again!).equals(Buffer.concat(record(2, 100_000)))).toBe(true);
 });

@@ -17,7 +17,7 @@ import type { ConfState, Entry } from '../../src/core/raft/types.js';
 
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
 const { LmdbStorage, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
-const { SegmentFiles } = await import('../../src/storage/segments.js');
+const { SegmentFiles, frameBytes } = await import('../../src/storage/segments.js');
 const { storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
@@ -77,11 +77,11 @@ test('a publish is written once: the entry in a segment, its messages indexed in
   const small = publishEntry(2, 1, 1, 100); // under the threshold: stays in LMDB, its body gets a record
   expect(small.data.length).toBeLessThan(entryInSegmentBytesMin);
   await s.step({ entries: [e1, small], hardState: { term: 1, vote: 1, commit: 2 } });
-  expect(segmentBytes(dir)).toBe(e1.data.length); // the entry, nothing else
+  expect(segmentBytes(dir)).toBe(frameBytes + e1.data.length); // the entry in its frame, nothing else
   const published = [...apply(s, e1, 7, 1), ...apply(s, small, 7, 5)];
   await s.step({ entries: [], hardState: null });
   // The four large bodies were not written again; the small one got a record (header + data).
-  const recordBytes = segmentBytes(dir) - e1.data.length;
+  const recordBytes = segmentBytes(dir) - frameBytes - e1.data.length;
   expect(recordBytes).toBeGreaterThan(100);
   expect(recordBytes).toBeLessThan(200);
   expectMessages(s, 7, published);
