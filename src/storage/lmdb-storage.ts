@@ -77,6 +77,14 @@ const entryInSegmentFlag = 0x80;
  */
 const storageFormat = 2;
 
+/** A step whose transaction lands behind it: the transaction, and what follows its landing. */
+interface BehindStep {
+  transaction: () => void;
+  afterLanding: () => void;
+  /** Its last entry's index. */
+  last: number;
+}
+
 /** Where the last step that landed left the segment files: frames past it are found by a scan at startup. */
 interface SegmentTail {
   segment: number;
@@ -103,6 +111,12 @@ const shortWriteFreeBytesMax = 16 * 1024 * 1024;
  * transaction writes a few MiB at most.
  */
 export const commitBehindFreeBytesMin = 64 * 1024 * 1024;
+/**
+ * At most this many steps' transactions land behind them at once; the next step waits for the oldest.
+ * A follower's LMDB commit (page writes and two syncs) takes longer than its segment sync: those that
+ * queue up meanwhile are committed together.
+ */
+export const commitsBehindMax = 8;
 
 /** Why a step found no room: the disk, a quota, or LMDB's map (lmdb-js grows the map, so rare). */
 export type StorageFullReason = 'no_space' | 'quota' | 'map_full';
@@ -211,11 +225,15 @@ export class LmdbStorage implements MessageStore, LogReader {
   private dataOnDemand = false;
   /** See followerMode and `commitsBehind`. */
   private acknowledgeBeforeCommit = false;
-  /** The LMDB transaction of a step that resolved before it (see `commitsBehind`), until it lands. */
-  private landing: Promise<void> | undefined;
+  /**
+   * Steps that resolved before their LMDB transactions landed (see `commitsBehind`): those waiting
+   * for the group in flight to land, and that group (one LMDB transaction for all of its steps).
+   */
+  private behindQueue: BehindStep[] = [];
+  private behindGroup: { steps: number; landed: Promise<void> } | undefined;
   /** Why such a transaction failed: every later step throws it (the node must stop). */
   private landingFailure: Error | undefined;
-  /** That step's entries, read from here until LMDB holds them (the log's last entries). */
+  /** Those steps' entries, read from here until LMDB holds them (the log's last entries, in order). */
   private unlanded: Entry[] = [];
   /** The hard state on disk (as the log's readers see it). */
   private hardStateWritten: HardState | null = null;
@@ -570,9 +588,12 @@ export class LmdbStorage implements MessageStore, LogReader {
     return (filesystemSpace(this.dataDir)?.availBytes ?? 0) >= commitBehindFreeBytesMin;
   }
 
-  /** Waits for a transaction that landed behind its step; throws (the node must stop) if it failed. */
-  private async landed(): Promise<void> {
-    if (this.landing) await this.landing;
+  /**
+   * Waits until at most `behindMax` steps' transactions are still to land behind them; throws (the
+   * node must stop) if one failed.
+   */
+  private async landed(behindMax = 0): Promise<void> {
+    while (this.behindGroup && this.behindGroup.steps + this.behindQueue.length > behindMax && !this.landingFailure) await this.behindGroup.landed;
     if (this.landingFailure) throw this.landingFailure;
   }
 
@@ -696,8 +717,9 @@ export class LmdbStorage implements MessageStore, LogReader {
       // Log entries in segment files are synced before the log says where they are (sync mode), so an
       // acknowledged entry is on disk; a snapshot must only refer to message bodies that are on disk.
       if (write.snapshot || install || (segmentedEntries.length > 0 && this.syncEntriesPerStep)) await this.segments.sync();
-      // A step behind lands while this one writes its segments; this one's transaction comes after it.
-      if (behind) await this.landed();
+      // Steps behind land while this one writes its segments; this one's transaction comes after theirs
+      // (lmdb-js commits those that queue up meanwhile together).
+      if (behind) await this.landed(commitsBehindMax - 1);
       beforeTransaction = { clearing: [...this.clearing], indexLastKey: this.indexLastKey };
 
       const commitStartedMs = performance.now();
@@ -781,9 +803,9 @@ export class LmdbStorage implements MessageStore, LogReader {
       };
       // A throw inside either aborts the transaction: nothing of it is committed.
       if (this.commitsInline) this.root.transactionSync(transaction);
-      else if (behind) this.landBehind(this.root.childTransaction(transaction), commitStartedMs, puts, changed, write.entries);
+      else if (behind) this.landBehind(transaction, puts, changed, write.entries);
       else await this.root.childTransaction(transaction);
-      if (!behind) noteFsync(commitStartedMs);
+      if (!behind) noteFsync(commitStartedMs); // a group behind notes its own
     } catch (error) {
       if (this.landingFailure) throw this.landingFailure;
       // Read before the segments are cut back, which frees room again.
@@ -855,21 +877,41 @@ export class LmdbStorage implements MessageStore, LogReader {
    * it has, and what waits for it being durable (`afterLanding`) waits. If it fails, the node must
    * stop: it has acknowledged entries that only the segment files hold, which a restart recovers.
    */
-  private landBehind(commit: Promise<unknown>, startedMs: number, puts: [number, StoredMessage, EntrySource | undefined][], changed: Set<number>, entries: Entry[]): void {
-    this.unlanded = entries;
-    this.landing = commit.then(
+  private landBehind(transaction: () => void, puts: [number, StoredMessage, EntrySource | undefined][], changed: Set<number>, entries: Entry[]): void {
+    this.unlanded = this.unlanded.length === 0 ? entries : [...this.unlanded, ...entries];
+    this.behindQueue.push({ transaction, afterLanding: () => this.afterLanding(puts, changed), last: entries[entries.length - 1]!.index });
+    if (!this.behindGroup) this.commitBehindGroup();
+  }
+
+  /**
+   * Commits every step queued behind in one LMDB transaction (all of them or none), then the next
+   * group if more queued up meanwhile. Groups land one after another, in order, and none after one
+   * that failed: LMDB's log never gets a hole.
+   */
+  private commitBehindGroup(): void {
+    const steps = this.behindQueue.splice(0);
+    const startedMs = performance.now();
+    const commit = this.root.childTransaction(() => {
+      for (const step of steps) step.transaction();
+    });
+    const landed = commit.then(
       () => {
         noteFsync(startedMs);
-        if (this.unlanded === entries) this.unlanded = [];
-        this.landing = undefined;
-        this.afterLanding(puts, changed);
+        const last = steps[steps.length - 1]!.last;
+        let n = 0;
+        while (n < this.unlanded.length && this.unlanded[n]!.index <= last) n++;
+        this.unlanded = n === this.unlanded.length ? [] : this.unlanded.slice(n);
+        for (const step of steps) step.afterLanding();
+        this.behindGroup = undefined;
+        if (this.behindQueue.length > 0) this.commitBehindGroup();
       },
       async (error: unknown) => {
         const cause = await commitFailure(error);
         this.landingFailure = new Error(`a storage commit behind acknowledged log entries failed: ${errorMessage(cause)}`, { cause });
-        this.landing = undefined;
+        this.behindGroup = undefined;
       },
     );
+    this.behindGroup = { steps: steps.length, landed };
   }
 
   /** Once a step's transaction is on disk: segments nothing points into go, and its puts are read from storage. */
@@ -936,7 +978,7 @@ export class LmdbStorage implements MessageStore, LogReader {
   }
 
   async close(): Promise<void> {
-    await this.landing; // a failure is the node's to report, not close's
+    await this.landed().catch(() => {}); // a failure is the node's to report, not close's
     await this.segments.removalsDone();
     await this.root.close();
     this.segments.close();
