@@ -1,6 +1,7 @@
 /**
  * What each node's storage steps did over a benchmark window, from its Prometheus `/metrics`: steps a
- * second, their mean duration, entries per step and the mean LMDB commit (with its fsyncs). This is
+ * second, their mean duration, entries per step and the mean LMDB commit (with its fsyncs), and on
+ * the leader the mean publish from its route to its batch's commit. This is
  * what a publish waits for on 3 nodes (a follower's step in progress, then its own), so every
  * 3-node figure comes with it.
  */
@@ -24,6 +25,8 @@ const series = {
   entries: 'herald_raft_appended_entries_total',
   commits: 'herald_storage_fsync_duration_seconds_count',
   commitSeconds: 'herald_storage_fsync_duration_seconds_sum',
+  publishes: 'herald_publish_duration_seconds_count',
+  publishSeconds: 'herald_publish_duration_seconds_sum',
 } as const;
 
 /**
@@ -47,7 +50,9 @@ export async function stepMeter(nodes: Map<string, string>): Promise<() => Promi
         if (steps === 0) return `${label} no steps`;
         const commits = d(series.commits);
         const lmdb = commits > 0 ? ` (LMDB ${((d(series.commitSeconds) / commits) * 1000).toFixed(2)} ms)` : '';
-        return `${label} ${Math.round(steps / seconds)}/s ${((d(series.stepSeconds) / steps) * 1000).toFixed(2)} ms ×${(d(series.entries) / steps).toFixed(1)}${lmdb}`;
+        const publishes = d(series.publishes);
+        const publish = publishes > 0 ? `, publish route→commit ${((d(series.publishSeconds) / publishes) * 1000).toFixed(2)} ms` : '';
+        return `${label} ${Math.round(steps / seconds)}/s ${((d(series.stepSeconds) / steps) * 1000).toFixed(2)} ms ×${(d(series.entries) / steps).toFixed(1)}${lmdb}${publish}`;
       })
       .join(', ');
   };

@@ -572,16 +572,16 @@ export class LmdbStorage implements MessageStore, LogReader {
    * Whether `write` may resolve once its entries are synced into the segment files, its LMDB
    * transaction landing behind it (a follower then acknowledges a step's entries after one fdatasync,
    * not after that and LMDB's commit with its two syncs). Only a follower's step of sync mode that
-   * appends to the log, every entry in a segment file (so a restart finds them: recoverEntriesBehind),
-   * and changes nothing else a restart could not do again: no snapshot to install or take, no term or
-   * vote; and while the disk has room (commitBehindFreeBytesMin). The next step's transaction waits
-   * for it to land, so at most one is behind.
+   * appends to the log (or adds no entry), with every entry then written to a segment file, small ones
+   * too (so a restart finds them: recoverEntriesBehind), and that changes nothing else a restart could
+   * not do again: no snapshot to install or take, no term or vote (a commit index and the message
+   * index are redone by the log's replay); and while the disk has room (commitBehindFreeBytesMin).
+   * Up to commitsBehindMax steps may be behind; their transactions land in groups, in order.
    */
   private commitsBehind(write: StepWrite): boolean {
     const entries = write.entries;
-    if (!this.acknowledgeBeforeCommit || !this.syncEntriesPerStep || write.install || write.snapshot || write.idle || entries.length === 0) return false;
-    if (entries[0]!.index !== this.logLastIndex + 1) return false;
-    for (const e of entries) if (e.data.length < entryInSegmentBytesMin) return false;
+    if (!this.acknowledgeBeforeCommit || !this.syncEntriesPerStep || write.install || write.snapshot || write.idle) return false;
+    if (entries.length > 0 && entries[0]!.index !== this.logLastIndex + 1) return false;
     const h = write.hardState;
     const was = this.hardStateWritten;
     if (h && (was === null || h.term !== was.term || h.vote !== was.vote)) return false;
@@ -696,7 +696,8 @@ export class LmdbStorage implements MessageStore, LogReader {
       // Into the segment files first, in one append (a failed step takes it all back): the large log
       // entries, and the message bodies that are not in one of those already. The log and index
       // entries that point at them go in the transaction.
-      const segmentedEntries = write.entries.filter((e) => e.data.length >= entryInSegmentBytesMin);
+      // A step behind writes all of its entries there, small ones too: a restart finds them only there.
+      const segmentedEntries = behind ? write.entries : write.entries.filter((e) => e.data.length >= entryInSegmentBytesMin);
       const segmentedInStep = new Set(segmentedEntries.map((e) => e.index));
       const records: Buffer[][] = segmentedEntries.map((e) => [asBuffer(e.data)]);
       // Where each message's data lies, for those whose publishing entry is in a segment file (looked
@@ -879,7 +880,7 @@ export class LmdbStorage implements MessageStore, LogReader {
    */
   private landBehind(transaction: () => void, puts: [number, StoredMessage, EntrySource | undefined][], changed: Set<number>, entries: Entry[]): void {
     this.unlanded = this.unlanded.length === 0 ? entries : [...this.unlanded, ...entries];
-    this.behindQueue.push({ transaction, afterLanding: () => this.afterLanding(puts, changed), last: entries[entries.length - 1]!.index });
+    this.behindQueue.push({ transaction, afterLanding: () => this.afterLanding(puts, changed), last: entries.length > 0 ? entries[entries.length - 1]!.index : 0 });
     if (!this.behindGroup) this.commitBehindGroup();
   }
 
@@ -897,7 +898,8 @@ export class LmdbStorage implements MessageStore, LogReader {
     const landed = commit.then(
       () => {
         noteFsync(startedMs);
-        const last = steps[steps.length - 1]!.last;
+        let last = 0;
+        for (const step of steps) last = Math.max(last, step.last);
         let n = 0;
         while (n < this.unlanded.length && this.unlanded[n]!.index <= last) n++;
         this.unlanded = n === this.unlanded.length ? [] : this.unlanded.slice(n);
