@@ -13,9 +13,9 @@
  * A follower's step that only appends entries to the log resolves once they are synced into the
  * segment files, and its transaction lands behind it (`commitsBehind`): the follower acknowledges
  * after one fdatasync instead of that and LMDB's commit (two more). Every segment record is framed
- * with a checksum, and an entry's frame says its index and term, so a restart whose last step never
- * landed finds that step's entries past the place the last landed step recorded (`segment-tail`) and
- * puts them in the log before anything reads it (`recoverEntriesBehind`).
+ * with a checksum, and an entry's frame says its index and term, so a restart whose last steps never
+ * landed finds their entries past the place the last landed step recorded (`segment-tail`) and puts
+ * them in the log before anything reads it (`recoverEntriesBehind`).
  *
  * One LMDB write transaction per
  * driver step carries new log entries, the message index writes of the commands applied since the
@@ -644,7 +644,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     const install = write.install;
     if (this.landingFailure) throw this.landingFailure;
     const behind = this.commitsBehind(write);
-    // Anything else reads and writes the log as LMDB has it: the step behind must have landed.
+    // Any other step reads and writes the log as LMDB has it: the steps behind must have landed.
     if (!behind) await this.landed();
     // A retry takes no more than the failed step took: a snapshot must not carry removals applied
     // after it was taken (see the top of this file); puts queued since go in the next step.
