@@ -79,7 +79,7 @@ const httpDuration = new Histogram(
 );
 const leaderChanges = new Counter('herald_raft_leader_changes_total', 'Times this node saw the leader change (to another node, or to none).');
 const snapshots = new Counter('herald_raft_snapshots_total', 'Snapshots: taken here, sent to a follower (streamed in full), installed from the leader.', ['kind']);
-const appendDuration = new Histogram('herald_raft_append_duration_seconds', 'Durable storage steps: new log entries, message index and hard state written and fsynced (one per driver step; group commit).', [], diskBuckets);
+const appendDuration = new Histogram('herald_raft_append_duration_seconds', 'Durable storage steps: new log entries, message index and hard state written and fsynced (one per driver step; group commit). A follower\'s step that only appends ends once its entries are synced into the segment files; its LMDB transaction lands after it (herald_storage_fsync_duration_seconds).', [], diskBuckets);
 const appendedEntries = new Counter('herald_raft_appended_entries_total', 'Raft log entries written to this node’s log.');
 const appendedBytes = new Counter('herald_raft_appended_bytes_total', 'Bytes of the Raft log entries written to this node’s log.');
 const fsyncDuration = new Histogram(

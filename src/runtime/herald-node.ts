@@ -3,7 +3,9 @@
  * proposals, and for each Ready: applies the committed entries to the broker state machine (answering
  * their proposers), persists new entries, hard state and the machine's pending writes in one LMDB
  * transaction with one fsync (every proposal that arrived meanwhile shares it: group commit), only
- * then sends the core's messages, and advances the core. Time enters here and only here: the tick
+ * then sends the core's messages, and advances the core. (A follower's step that only appends
+ * resolves once its entries are synced into the segment files, its LMDB transaction landing behind:
+ * storage/lmdb-storage.ts, `commitsBehind`.) Time enters here and only here: the tick
  * timer, and `clock`, stamped into each command.
  *
  * A write that fails for lack of room (StorageFullError: storage has undone it) does not stop the
