@@ -453,7 +453,11 @@ export class HeraldNode {
     for (;;) {
       try {
         // A follower's appends go past the page cache, and it reads message data only on demand.
-        this.storage.followerMode = this.raft.role !== 'leader';
+        const leader = this.raft.role === 'leader';
+        this.storage.followerMode = !leader;
+        // A leader with followers commits on their acknowledgements, not on its own sync: it keeps its
+        // thread (a single node's commit waits for its sync, and a follower's acknowledgement does).
+        this.storage.syncsInline = !leader || this.raft.conf().voters.length === 1;
         await this.storage.step(write);
       } catch (error) {
         if (!(error instanceof StorageFullError)) {

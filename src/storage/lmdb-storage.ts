@@ -597,6 +597,11 @@ export class LmdbStorage implements MessageStore, LogReader {
     if (this.landingFailure) throw this.landingFailure;
   }
 
+  /** Whether a small segment sync may hold the calling thread (SegmentFiles.syncsInline). */
+  set syncsInline(on: boolean) {
+    this.segments.syncsInline = on;
+  }
+
   /** Appends records of a snapshot stream to the segment files (indexed only when it is installed). */
   appendReceived(into: LocatedRecords, records: [number, number, Uint8Array][]): void {
     const locations = this.segments.append(records.map(([, , bytes]) => [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]));

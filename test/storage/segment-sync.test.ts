@@ -50,3 +50,16 @@ test('a small sync runs inline, a large one or the first (the directory too) in 
   expect(s.read(small!).equals(Buffer.alloc(4000, 2))).toBe(true);
   expect(s.read(large!).equals(Buffer.alloc(syncInlineBytesMax + 1, 3))).toBe(true);
 });
+
+test("where no commit waits for its sync (a leader with followers) even a small sync leaves the thread; the bytes read back", async () => {
+  const s = segments();
+  s.append([[Buffer.alloc(1000, 1)]]);
+  await s.sync(); // the directory
+  s.syncsInline = false;
+  const [small] = s.append([[Buffer.alloc(4000, 2)]]);
+  expect(await resolvedWithinTurn(s)).toBe(false);
+  s.syncsInline = true;
+  s.append([[Buffer.alloc(4000, 3)]]);
+  expect(await resolvedWithinTurn(s)).toBe(true);
+  expect(s.read(small!).equals(Buffer.alloc(4000, 2))).toBe(true);
+});
