@@ -83,8 +83,6 @@ export interface ScannedFrame {
   kind: number;
   entry: EntryFrame;
   location: Location;
-  /** Where the next frame may start (the segment's offset past this one). */
-  end: number;
 }
 
 function frame(parts: Buffer[], entry: EntryFrame | undefined): Buffer[] {
@@ -556,9 +554,8 @@ export class SegmentFiles {
         const crc = crc32c(bytes.subarray(at + frameBytes, at + frameBytes + length), crc32c(bytes.subarray(at, at + 24)));
         if (crc >>> 0 !== bytes.readUInt32BE(at + 24)) return;
         const entry = { type: bytes[at + 1]!, index: bytes.readDoubleBE(at + 8), term: bytes.readDoubleBE(at + 16) };
-        const end = start + at + frameBytes + length;
-        yield { kind, entry, location: { segment: id, offset: start + at + frameBytes, length }, end };
-        at = end - start;
+        yield { kind, entry, location: { segment: id, offset: start + at + frameBytes, length } };
+        at += frameBytes + length;
       }
     }
   }
