@@ -343,7 +343,7 @@ export class LmdbStorage implements MessageStore, LogReader {
     const end = this.segments.mark();
     this.root.transactionSync(() => {
       for (const [e, at] of found) {
-        this.log.putSync([this.group, e.index], encodeEntryAt({ index: e.index, term: e.term, type: e.type as EntryType, data: noData }, at));
+        this.log.putSync([this.group, e.index], encodeEntryAt(e, at));
         this.liveCounts.set(at.segment, (this.liveCounts.get(at.segment) ?? 0) + 1);
       }
       for (const id of new Set(found.map(([, at]) => at.segment))) this.segmentLive.putSync(id, this.liveCounts.get(id)!);
@@ -714,8 +714,7 @@ export class LmdbStorage implements MessageStore, LogReader {
         return entryOf.get(src.entryIndex) !== undefined;
       });
       for (let i = 0; i < puts.length; i++) if (!inEntry[i]) records.push(encodeRecord(puts[i]![1]));
-      const frames: EntryFrame[] = segmentedEntries.map((e) => ({ index: e.index, term: e.term, type: e.type ?? EntryType.normal }));
-      const locations = await this.segments.appendAsync(records, frames);
+      const locations = await this.segments.appendAsync(records, segmentedEntries);
       appended = true;
       const end = this.segments.mark();
       const tail: SegmentTail | undefined = records.length > 0 ? { segment: end.active, offset: end.size } : undefined;
@@ -1039,7 +1038,7 @@ function errorMessage(error: unknown): string {
 
 // Log entry layout: [term: float64][type: u8][data], or, for an entry in a segment file,
 // [term: float64][type | 0x80: u8][segment: u32][offset: u32][length: u32].
-function encodeEntryAt(e: Entry, at: Location): Buffer {
+function encodeEntryAt(e: EntryFrame, at: Location): Buffer {
   const out = Buffer.allocUnsafe(9 + locationBytes);
   out.writeDoubleBE(e.term, 0);
   out[8] = (e.type ?? EntryType.normal) | entryInSegmentFlag;

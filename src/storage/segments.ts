@@ -71,11 +71,11 @@ const headerBytes = 21;
 export const frameBytes = 28;
 export const FrameKind = { message: 1, entry: 2 } as const;
 
-/** What a log entry's frame says of it. */
+/** What a log entry's frame says of it (a Raft Entry is one; no type: 0, a normal entry). */
 export interface EntryFrame {
   index: number;
   term: number;
-  type: number;
+  type?: number;
 }
 
 /** A frame found by `scan`: where its data is, and what it frames. */
@@ -88,7 +88,7 @@ export interface ScannedFrame {
 function frame(parts: Buffer[], entry: EntryFrame | undefined): Buffer[] {
   const head = Buffer.allocUnsafe(frameBytes);
   head[0] = entry ? FrameKind.entry : FrameKind.message;
-  head[1] = entry ? entry.type : 0;
+  head[1] = entry?.type ?? 0;
   head.writeUInt16BE(0, 2);
   head.writeUInt32BE(recordBytes(parts), 4);
   head.writeDoubleBE(entry ? entry.index : 0, 8);
@@ -104,9 +104,13 @@ function framed(records: Buffer[][], entries: readonly EntryFrame[] | undefined)
   return records.map((parts, i) => frame(parts, entries?.[i]));
 }
 
-/** A whole frame's location as its data's. */
-function dataLocation(loc: Location): Location {
-  return { segment: loc.segment, offset: loc.offset + frameBytes, length: loc.length - frameBytes };
+/** Whole frames' locations (fresh objects) made their data's, in place. */
+function toDataLocations(locations: Location[]): Location[] {
+  for (const loc of locations) {
+    loc.offset += frameBytes;
+    loc.length -= frameBytes;
+  }
+  return locations;
 }
 
 /** A record's meta (attributes, tags, keys), or undefined when it has none. */
@@ -303,7 +307,7 @@ export class SegmentFiles {
    * thrown.
    */
   append(records: Buffer[][], entries?: readonly EntryFrame[]): Location[] {
-    return this.appendFramed(framed(records, entries)).map(dataLocation);
+    return toDataLocations(this.appendFramed(framed(records, entries)));
   }
 
   private appendFramed(records: Buffer[][], bytes = bytesOf(records)): Location[] {
@@ -462,7 +466,7 @@ export class SegmentFiles {
    * another append came after it.
    */
   async appendAsync(unframed: Buffer[][], entries?: readonly EntryFrame[]): Promise<Location[]> {
-    return (await this.appendFramedAsync(framed(unframed, entries))).map(dataLocation);
+    return toDataLocations(await this.appendFramedAsync(framed(unframed, entries)));
   }
 
   private async appendFramedAsync(records: Buffer[][]): Promise<Location[]> {
