@@ -15,7 +15,7 @@ import type { ConfState, Entry, HardState } from '../../src/core/raft/types.js';
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
 const { LmdbStorage, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
 const { frameBytes } = await import('../../src/storage/segments.js');
-const { storeHarness } = await import('./store-harness.js');
+const { segmentBytes, storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
 const conf: ConfState = { voters: [1, 2, 3], learners: [] };
@@ -197,8 +197,7 @@ test('a data directory of the layout before frames is refused, with what to do',
 test('every record in a segment file is framed: the frame is what a scan reads, and a location is past it', async () => {
   const dir = tempDir();
   const { s } = await follower(dir);
-  const bytes = readdirSync(join(dir, 'segments')).reduce((n, f) => n + statSync(join(dir, 'segments', f)).size, 0);
-  expect(bytes).toBe(2 * (frameBytes + 16 * 1024));
+  expect(segmentBytes(dir)).toBe(2 * (frameBytes + 16 * 1024));
   expect(s.lastIndex()).toBe(2);
 });
 

@@ -7,7 +7,7 @@
 // log says where they are, so an acknowledged entry is on disk.
 // Method: LmdbStorage in a temp dir with 64 KiB segments, driven as the node drives it (step, then
 // `applying(entry)` around the puts a publish makes, its data views into the entry's bytes).
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import type { BrokerSnapshot } from '../../src/core/broker/machine.js';
@@ -18,7 +18,7 @@ import type { ConfState, Entry } from '../../src/core/raft/types.js';
 process.env.HERALD_SEGMENT_BYTES = String(64 * 1024);
 const { LmdbStorage, entryInSegmentBytesMin } = await import('../../src/storage/lmdb-storage.js');
 const { SegmentFiles, frameBytes } = await import('../../src/storage/segments.js');
-const { storeHarness } = await import('./store-harness.js');
+const { segmentBytes, storeHarness } = await import('./store-harness.js');
 type Storage = InstanceType<typeof LmdbStorage>;
 
 const conf: ConfState = { voters: [1], learners: [] };
@@ -54,9 +54,6 @@ function apply(s: Storage, entry: Entry, topicId: number, firstSeq: number): Sto
   return out;
 }
 
-function segmentBytes(dir: string): number {
-  return readdirSync(join(dir, 'segments')).reduce((n, f) => n + statSync(join(dir, 'segments', f)).size, 0);
-}
 
 function segmentCount(dir: string): number {
   return readdirSync(join(dir, 'segments')).length;

@@ -4,7 +4,7 @@
  * passed in, because test files import it only after setting HERALD_SEGMENT_BYTES (segments.ts reads
  * it when first imported).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
@@ -39,4 +39,9 @@ export function storeHarness(Storage: typeof LmdbStorage, conf: ConfState, dirPr
       await s.close();
     },
   };
+}
+
+/** Bytes in a data directory's segment files. */
+export function segmentBytes(dir: string): number {
+  return readdirSync(join(dir, 'segments')).reduce((n, f) => n + statSync(join(dir, 'segments', f)).size, 0);
 }
